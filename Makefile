@@ -1,0 +1,35 @@
+# kubesweep — `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.DEFAULT_GOAL := help
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: install
+install: $(STAMP) ## create .venv and install kubesweep with its test dependencies
+
+.PHONY: demo
+demo: $(STAMP) ## run the example sweep on this machine (no cluster needed)
+	$(BIN)/kubesweep run examples/digits/sweep.yaml --workdir kubesweep-runs/digits
+
+.PHONY: test
+test: $(STAMP) ## run every test (builds the Kubernetes control plane on first use)
+	$(BIN)/python -m pytest
+
+.PHONY: unit
+unit: $(STAMP) ## run the fast tests only (no control plane, no helm)
+	KUBESWEEP_SKIP_CLUSTER=1 $(BIN)/python -m pytest -m "not cluster and not slow"
+
+.PHONY: lint
+lint: $(STAMP) ## layer contracts (the engine imports no Kubernetes code)
+	$(BIN)/lint-imports

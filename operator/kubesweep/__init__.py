@@ -1,0 +1,1 @@
+"""kubesweep: Kubernetes-native hyperparameter sweeps with W&B-compatible Hyperband early termination."""

@@ -1,0 +1,1 @@
+"""Running a sweep on one machine: one local process per run."""
