@@ -75,4 +75,5 @@ def test_decision_carries_band_value_threshold_and_count():
         hb.report(run, v)
     (d,) = hb.report("b", 0.8)
     assert (d.run, d.band, d.iteration, d.value, d.threshold, d.runs_at_band) == ("b", 2, 2, 0.8, 0.5, 2)
-    assert "band 2" in d.message() and "0.8" in d.message() and "0.5" in d.message()
+    assert d.message() == ("loss at iteration 2 = 0.8 is above the band-2 threshold 0.5 "
+                           "(the 1st best of 2 runs' values at iteration 2, eta 3); stopped at iteration 2")

@@ -35,15 +35,22 @@ class StopDecision:
     metric: str
     goal: str
     strict: bool
+    eta: float
 
     def message(self) -> str:
         judged = f"{self.metric} at iteration {self.band}" if self.strict else f"best {self.metric} so far"
         worse = "above" if self.goal == "minimize" else "below"
+        rank = int(self.runs_at_band / self.eta) + 1
         return (
-            f"run {self.run} stopped at band {self.band} (iteration {self.iteration}): {judged} = {self.value:.6g} "
-            f"is {worse} the band threshold {self.threshold:.6g} set by {self.runs_at_band} runs "
-            f"({self.goal}, keeps values no worse than the element at index n/eta)"
+            f"{judged} = {self.value:.6g} is {worse} the band-{self.band} threshold {self.threshold:.6g} "
+            f"(the {_ordinal(rank)} best of {self.runs_at_band} runs' values at iteration {self.band}, eta {self.eta:g}); "
+            f"stopped at iteration {self.iteration}"
         )
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 @dataclass
@@ -151,7 +158,7 @@ class Hyperband:
             stopped.append(StopDecision(
                 run=run, band=self._bands[j], iteration=r.count, value=self._sign * judged,
                 threshold=self._sign * threshold, runs_at_band=len(self._values[j]),
-                metric=self.metric, goal=self.goal, strict=self.rule.strict,
+                metric=self.metric, goal=self.goal, strict=self.rule.strict, eta=self.rule.eta,
             ))
         return stopped
 

@@ -40,7 +40,8 @@ class SweepTracker:
         self.runs: dict[str, RunStats] = {}
         self.keys_seen: set[str] = set()
 
-    def _stats(self, run: str) -> RunStats:
+    def stats(self, run: str) -> RunStats:
+        """The run's record, created (Running) on first use."""
         stats = self.runs.get(run)
         if stats is None:
             stats = self.runs[run] = RunStats(run)
@@ -52,7 +53,7 @@ class SweepTracker:
     def row(self, run: str, row: Mapping[str, Any]) -> list[StopDecision]:
         """One history row of `run` (it is running from its first row). Returns the runs it stops;
         rows of a run that has ended or been stopped are ignored."""
-        stats = self._stats(run)
+        stats = self.stats(run)
         if stats.state not in (PENDING, RUNNING):
             return []
         stats.state = RUNNING
@@ -76,7 +77,7 @@ class SweepTracker:
     def end(self, run: str, state: str, reason: str | None = None) -> None:
         """The run ended on its own: SUCCEEDED or FAILED (with a reason such as OOMKilled)."""
         assert state in (SUCCEEDED, FAILED), state
-        stats = self._stats(run)
+        stats = self.stats(run)
         if stats.state in ENDED:
             return  # e.g. the pod of a stopped run exits after SIGTERM: it stays EarlyStopped
         stats.state, stats.reason = state, reason
