@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=8080)
     p.add_argument("--push-port", type=int, default=8081)
     p.add_argument("--liveness", default=None, help="kopf liveness endpoint, e.g. http://0.0.0.0:8090/healthz")
+    p.add_argument("--push-url", default=None, help="URL runs push to (metrics.source push); default $KUBESWEEP_PUSH_URL")
     p.set_defaults(func=cmd_operator)
     return parser
 

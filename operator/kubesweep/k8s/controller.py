@@ -1,0 +1,478 @@
+"""One Sweep in the cluster: creates its runs, feeds their rows to the engine, acts on decisions.
+
+State lives in the API server: each run's SweepRun status is its durable record (see records.py)
+and the Sweep status is a summary derived from them. This object is a cache of both, rebuilt by
+`start()` after an operator restart. Everything here runs on kopf's event loop; API calls go to
+worker threads, so the engine is only ever touched from one thread.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from ..engine import config as sweep_config
+from ..engine.hyperband import StopDecision
+from ..engine.problems import ConfigError
+from ..engine.savings import Usage, planned_iterations, run_usage
+from ..engine.schedule import PHASE_FAILED, PHASE_SUCCEEDED, Progress, next_step, run_cap
+from ..engine.search import Result, make_sampler, sweep_size
+from ..engine.tracker import EARLY_STOPPED, ENDED, FAILED, RUNNING, SUCCEEDED, SweepTracker
+from . import manifests, metrics
+from .api import Kube
+from .collector import LogFollower, Rows
+from .records import now_rfc3339, parse_time, run_status, stats_from_status
+
+log = logging.getLogger(__name__)
+FLUSH_SECONDS = 1.0
+MAX_WARNINGS = 20
+
+
+@dataclass
+class RunRecord:
+    name: str
+    index: int
+    params: dict[str, Any]
+    obj: dict[str, Any]  # the SweepRun as created (for owner references and events)
+    gpus: float
+    planned: int | None
+    pod: str | None = None
+    started_at: float | None = None  # wall-clock seconds
+    ended_at: float | None = None
+    outcome: tuple[str, str] | None = None  # the pod's end, applied once its log is drained
+    follower: LogFollower | None = None
+    dirty: bool = True
+
+    def seconds(self, now: float) -> float:
+        if self.started_at is None:
+            return 0.0
+        return max((self.ended_at or now) - self.started_at, 0.0)
+
+
+@dataclass
+class SweepController:
+    kube: Kube
+    body: dict[str, Any]
+    push_url: str | None = None
+    config: sweep_config.SweepConfig | None = None
+    warnings: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    runs: dict[str, RunRecord] = field(default_factory=dict)
+    phase: str = "Pending"
+    reason: str = ""
+    exhausted: bool = False
+
+    def __post_init__(self) -> None:
+        meta = self.body["metadata"]
+        self.ns, self.name, self.uid = meta["namespace"], meta["name"], meta["uid"]
+        self.lock = asyncio.Lock()
+        self.tracker: SweepTracker | None = None
+        self.sampler: Any = None
+        self.cap: int | None = None
+        self.flusher: asyncio.Task[None] | None = None
+        self.last_status: dict[str, Any] = {}
+        self.reconcile_wanted = asyncio.Event()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.transitions: dict[str, tuple[str, str]] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Validate, then rebuild state from the SweepRuns and pods that already exist."""
+        try:
+            loaded = sweep_config.load(self.body)
+        except ConfigError as exc:
+            self.problems = [str(p) for p in exc.problems]
+        else:
+            self.config, self.warnings = loaded.config, list(loaded.warnings)
+            self.problems = manifests.template_problems(loaded.config)
+        # Events are posted once per spec generation, not again on every operator restart.
+        seen = (self.body.get("status") or {}).get("observedGeneration") == self.body["metadata"].get("generation")
+        if self.problems:
+            self.phase, self.reason = "Invalid", "; ".join(self.problems)
+            await self.write_sweep_status(force=True)
+            if not seen:
+                await self.kube.event(self.body, "Warning", "InvalidSpec", f"sweep refused: {self.reason}")
+            return
+        assert self.config is not None
+        self.tracker = SweepTracker(self.config)
+        self.sampler = make_sampler(self.config, seed=self.uid)
+        self.cap = run_cap(self.config, sweep_size(self.config) if self.config.method == "grid" else None)
+        for w in self.warnings if not seen else []:
+            await self.kube.event(self.body, "Warning", "SurprisingSpec", w)
+        await self.restore()
+        self.flusher = asyncio.create_task(self.loop())
+
+    async def stop(self) -> None:
+        if self.flusher is not None:
+            self.flusher.cancel()
+        for rec in self.runs.values():
+            if rec.follower is not None:
+                rec.follower.stop()
+
+    async def restore(self) -> None:
+        assert self.tracker is not None
+        existing = sorted(await self.kube.list_sweepruns(self.ns, self.name), key=lambda o: o["spec"]["index"])
+        for obj in existing:
+            rec = self._record(obj)
+            status = obj.get("status") or {}
+            stats, bands, _ = stats_from_status(rec.name, status)
+            rec.pod = status.get("pod")
+            rec.started_at = parse_time(status.get("startTime"))
+            rec.ended_at = parse_time(status.get("completionTime"))
+            stats.stop = self._stored_decision(rec.name, status)
+            self.tracker.restore(rec.name, stats, bands)
+            rec.dirty = False
+        stops = self.tracker.evaluate_all()  # thresholds may have moved while nobody was watching
+        for rec in self.runs.values():
+            if self.tracker.stats(rec.name).state not in ENDED:
+                await self._ensure_job(rec)
+        for pod in await self.kube.list_run_pods(self.ns, self.name):
+            self.on_pod(pod, "ADDED")
+        for d in stops:
+            await self.apply_stop(d, time.monotonic())
+        log.info("sweep %s/%s: restored %d runs", self.ns, self.name, len(self.runs))
+
+    def _stored_decision(self, run: str, status: dict[str, Any]) -> StopDecision | None:
+        d = status.get("decision")
+        if not d or status.get("state") != EARLY_STOPPED or self.config is None or self.config.hyperband is None:
+            return None
+        rule, metric = self.config.hyperband, self.config.metric
+        return StopDecision(run, d["band"], d.get("iteration", d["band"]), d["value"], d["threshold"], d["runsAtBand"],
+                            metric.name, metric.goal, rule.strict, rule.eta)
+
+    def _record(self, obj: dict[str, Any]) -> RunRecord:
+        assert self.config is not None
+        params = obj["spec"]["parameters"]
+        rec = RunRecord(obj["metadata"]["name"], obj["spec"]["index"], params, obj,
+                        manifests.gpus_requested(self.config.template), planned_iterations(self.config, params)[0])
+        self.runs[rec.name] = rec
+        return rec
+
+    async def loop(self) -> None:
+        """Backfill and write statuses: immediately when asked, else every FLUSH_SECONDS."""
+        while True:
+            try:
+                await self.reconcile()
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except ApiException as exc:
+                log.warning("sweep %s/%s: API error %s %s; retrying", self.ns, self.name, exc.status, exc.reason)
+            except Exception:  # noqa: BLE001 - one sweep's bug must not stop the others
+                log.exception("sweep %s/%s: reconcile failed; retrying", self.ns, self.name)
+            try:
+                await asyncio.wait_for(self.reconcile_wanted.wait(), FLUSH_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+            self.reconcile_wanted.clear()
+
+    def poke(self) -> None:
+        self.reconcile_wanted.set()
+
+    def update_spec(self, body: dict[str, Any]) -> list[str]:
+        """Apply a spec change: parallelism, run_cap and max_failed_runs take effect; the search
+        definition of runs already started cannot change, so other edits are reported, not applied."""
+        if self.config is None:
+            return []
+        try:
+            new = sweep_config.load(body).config
+        except ConfigError as exc:
+            return [f"spec change refused, the sweep keeps its previous spec: {exc}"]
+        live = ("parallelism", "run_cap", "max_failed_runs")
+        self.config = dataclasses.replace(self.config, **{k: getattr(new, k) for k in live})
+        self.cap = run_cap(self.config, sweep_size(self.config) if self.config.method == "grid" else None)
+        self.body = body
+        ignored = [k for k in ("method", "metric", "parameters", "early_terminate", "command", "program", "template")
+                   if body["spec"].get(k) != self.config.raw.get(k)]
+        self.poke()
+        return [f"spec.{k} changed after the sweep started; runs already created keep the old value" for k in ignored]
+
+    # -- creating runs ----------------------------------------------------------------------------
+    def progress(self) -> Progress:
+        assert self.tracker is not None
+        active = sum(1 for r in self.runs.values() if self.tracker.stats(r.name).state not in ENDED)
+        return Progress(len(self.runs), active, self.tracker.count(FAILED), self.exhausted)
+
+    def results(self) -> list[Result]:
+        assert self.tracker is not None
+        return [Result(r.params, self.tracker.stats(r.name).latest, self.tracker.stats(r.name).state,
+                       self.tracker.stats(r.name).iterations) for r in self.runs.values()]
+
+    async def reconcile(self) -> None:
+        if self.config is None or self.tracker is None:
+            return
+        async with self.lock:
+            step = next_step(self.config, self.progress(), self.cap)
+            for _ in range(step.start):
+                index = max((r.index for r in self.runs.values()), default=-1) + 1
+                params = self.sampler.suggest(index, self.results() if self.config.method == "bayes" else [])
+                if params is None:
+                    self.exhausted = True
+                    break
+                obj, _ = await self.kube.create_sweeprun(manifests.sweeprun(self.body, index, params, self.config))
+                rec = self._record(obj)
+                self.tracker.stats(rec.name)
+                await self._ensure_job(rec)
+            step = next_step(self.config, self.progress(), self.cap)
+            if step.phase != self.phase:
+                if step.phase == PHASE_FAILED:
+                    await self.kube.event(self.body, "Warning", "FailureBudgetExceeded", step.reason)
+                elif step.phase == PHASE_SUCCEEDED:
+                    await self.kube.event(self.body, "Normal", "SweepComplete", self.summary_line())
+            self.phase, self.reason = step.phase, step.reason
+
+    async def _ensure_job(self, rec: RunRecord) -> None:
+        assert self.tracker is not None and self.config is not None
+        body = manifests.job(rec.obj, self.config, self.push_url)
+        try:
+            await self.kube.create_job(body)
+        except ApiException as exc:
+            if exc.status not in (400, 422):
+                raise
+            # The API server refused the pod template: this run can never start. It counts as
+            # failed, so a broken template ends the sweep through the failure budget.
+            self.tracker.end(rec.name, FAILED, f"InvalidPodTemplate: {_api_message(exc)}")
+            rec.dirty = True
+            await self.kube.event(rec.obj, "Warning", "InvalidPodTemplate", _api_message(exc))
+
+    # -- metrics in -------------------------------------------------------------------------------
+    def on_rows(self, run: str, rows: Rows, received: float, source: str = "logs") -> list[StopDecision]:
+        """History rows of `run` (from its log or the push endpoint). Decisions are acted on at once."""
+        if self.tracker is None or run not in self.runs:
+            return []
+        metrics.ROWS.labels(self.ns, self.name, source).inc(len(rows))
+        decisions: list[StopDecision] = []
+        for row in rows:
+            decisions += self.tracker.row(run, row)
+        self.runs[run].dirty = True
+        for d in decisions:
+            self._spawn(self.apply_stop(d, received))
+        return decisions
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def apply_stop(self, d: StopDecision, received: float) -> None:
+        """Record the decision durably first, then stop the pods; a crash in between re-applies it."""
+        rec = self.runs[d.run]
+        rec.dirty = True
+        await self.flush_run(rec)
+        await self.kube.suspend_job(self.ns, rec.name)
+        metrics.DECISION_LATENCY.observe(time.monotonic() - received)
+        await self.kube.event(self.body, "Normal", "RunEarlyStopped", f"{d.run}: {d.message()}")
+        self.poke()
+
+    def on_pod(self, pod: dict[str, Any], event_type: str) -> None:
+        assert self.tracker is not None and self.config is not None
+        run = (pod["metadata"].get("labels") or {}).get(manifests.LABEL_RUN)
+        rec = self.runs.get(run or "")
+        if rec is None:
+            return
+        name = pod["metadata"]["name"]
+        state = self.tracker.stats(rec.name).state
+        if rec.pod is None:
+            rec.pod, rec.dirty = name, True
+        elif rec.pod != name:
+            if state not in ENDED:
+                # The first pod vanished and the Job made another: its log would restart at epoch 1.
+                self._end(rec, FAILED, f"PodLost: pod {rec.pod} disappeared; runs are not restarted")
+                self._spawn(self.kube.suspend_job(self.ns, rec.name))
+            return
+        status = pod.get("status") or {}
+        if rec.started_at is None and status.get("phase") in ("Running", "Succeeded", "Failed"):
+            rec.started_at = parse_time(status.get("startTime")) or time.time()
+            rec.dirty = True
+        outcome = manifests.pod_outcome(pod)
+        if outcome is not None and rec.outcome is None:
+            rec.outcome = outcome
+            rec.ended_at = _finished_at(pod) or time.time()
+        elif outcome is None and event_type == "DELETED" and state not in ENDED:
+            rec.outcome = (FAILED, f"PodLost: pod {name} was deleted before it finished")
+            rec.ended_at = time.time()
+        if state in ENDED:
+            return
+        if self.config.metrics_source == "logs" and rec.follower is None and status.get("phase") in ("Running", "Succeeded", "Failed") \
+                and event_type != "DELETED":
+            self._follow(rec, name)
+        elif rec.outcome is not None and rec.follower is None:
+            self._end(rec, *rec.outcome)
+
+    def _follow(self, rec: RunRecord, pod: str) -> None:
+        assert self.tracker is not None and self.config is not None
+        container = self.config.metrics_container
+        skip = self.tracker.stats(rec.name).rows
+        loop = asyncio.get_running_loop()
+
+        def ended(problem: str | None) -> None:
+            rec.follower = None
+            if problem:
+                log.warning("run %s/%s: %s", self.ns, rec.name, problem)
+            if rec.outcome is not None:
+                self._end(rec, *rec.outcome)
+            elif problem:
+                self._spawn(self._recheck_pod(rec))
+
+        rec.follower = LogFollower(self.kube, loop, self.ns, pod, container, skip,
+                                   lambda rows, t: self.on_rows(rec.name, rows, t), ended).start()
+
+    async def _recheck_pod(self, rec: RunRecord) -> None:
+        pod = await self.kube.get_pod(self.ns, rec.pod or "")
+        if pod is None:
+            self.on_pod({"metadata": {"name": rec.pod, "labels": {manifests.LABEL_RUN: rec.name}}, "status": {}}, "DELETED")
+        else:
+            self.on_pod(pod, "MODIFIED")
+
+    def _end(self, rec: RunRecord, state: str, reason: str) -> None:
+        assert self.tracker is not None
+        if self.tracker.stats(rec.name).state in ENDED:
+            return
+        self.tracker.end(rec.name, SUCCEEDED if state == SUCCEEDED else FAILED, reason)
+        rec.ended_at = rec.ended_at or time.time()
+        rec.dirty = True
+        if state == FAILED:
+            self._spawn(self.kube.event(self.body, "Warning", "RunFailed", f"{rec.name} failed: {reason}"))
+        self.poke()  # backfill now
+
+    # -- statuses out -----------------------------------------------------------------------------
+    async def flush(self) -> None:
+        for rec in list(self.runs.values()):
+            if rec.dirty:
+                await self.flush_run(rec)
+        await self.write_sweep_status()
+
+    async def flush_run(self, rec: RunRecord) -> None:
+        assert self.tracker is not None
+        rec.dirty = False
+        stats = self.tracker.stats(rec.name)
+        usage = self.usage(rec)
+        extra = {
+            "pod": rec.pod,
+            "startTime": _rfc(rec.started_at),
+            "completionTime": _rfc(rec.ended_at) if stats.state in ENDED else None,
+            "gpus": rec.gpus,
+            "gpuSeconds": round(usage.gpu_seconds_used, 3),
+            "secondsPerIteration": round(rec.seconds(time.time()) / stats.iterations, 3) if stats.iterations else None,
+        }
+        if stats.state == RUNNING and rec.started_at is None:
+            extra["state"] = "Pending"
+        status = run_status(stats, self.tracker.band_values(rec.name), stats.rows, extra)
+        if "state" in extra:
+            status["state"] = extra["state"]
+        try:
+            await self.kube.patch_sweeprun_status(self.ns, rec.name, status)
+        except Exception:
+            rec.dirty = True  # written on the next flush
+            raise
+
+    def usage(self, rec: RunRecord) -> Usage:
+        assert self.tracker is not None
+        s = self.tracker.stats(rec.name)
+        return run_usage(s.iterations, rec.seconds(time.time()), rec.gpus, rec.planned, s.state == EARLY_STOPPED)
+
+    def totals(self) -> tuple[Usage, dict[str, int], dict[int, int]]:
+        """Usage, runs by state (Pending split from Running), early stops by band."""
+        assert self.tracker is not None
+        usage = Usage()
+        states = {"Pending": 0, RUNNING: 0, SUCCEEDED: 0, EARLY_STOPPED: 0, FAILED: 0}
+        bands: dict[int, int] = {}
+        for rec in self.runs.values():
+            s = self.tracker.stats(rec.name)
+            usage += self.usage(rec)
+            state = "Pending" if s.state == RUNNING and rec.started_at is None else s.state
+            states[state] += 1
+            if s.stop is not None:
+                bands[s.stop.band] = bands.get(s.stop.band, 0) + 1
+        return usage, states, bands
+
+    def summary_line(self) -> str:
+        usage, states, _ = self.totals()
+        best = self.tracker.best_run() if self.tracker else None
+        best_text = f"; best {self.tracker.metric} {best.best:.6g} ({best.name})" if best and self.tracker else ""
+        return (f"{states[SUCCEEDED]} succeeded, {states[EARLY_STOPPED]} early-stopped, {states[FAILED]} failed"
+                f"{best_text}; {usage.iterations_saved} iterations and {usage.gpu_seconds_saved:.0f} GPU-seconds saved")
+
+    def sweep_status(self) -> dict[str, Any]:
+        generation = self.body["metadata"].get("generation")
+        if self.phase == "Invalid":
+            return {"phase": "Invalid", "observedGeneration": generation, "message": self.reason[:4096],
+                    "conditions": [_condition("Valid", "False", "InvalidSpec", self.reason)]}
+        assert self.tracker is not None
+        usage, states, _ = self.totals()
+        best = self.tracker.best_run()
+        warnings = (self.warnings + self.tracker.warnings())[:MAX_WARNINGS]
+        metric_seen = any(s.iterations for s in self.tracker.runs.values())
+        conditions = [
+            _condition("Valid", "True", "SpecValid", "the spec is valid"),
+            _condition("Complete", "True" if self.phase == PHASE_SUCCEEDED else "False",
+                       "AllRunsEnded" if self.phase == PHASE_SUCCEEDED else "RunsRemaining", self.reason),
+            _condition("FailureBudgetExceeded", "True" if self.phase == PHASE_FAILED else "False",
+                       "TooManyFailedRuns" if self.phase == PHASE_FAILED else "WithinBudget", self.reason),
+            _condition("MetricReported", "True" if metric_seen else "False",
+                       "MetricSeen" if metric_seen else "MetricNotSeen",
+                       next((w for w in self.tracker.warnings()), f"{self.tracker.metric} reported") if self.tracker.metric else "no metric"),
+        ]
+        return {
+            "phase": self.phase,
+            "observedGeneration": generation,
+            "message": self.reason[:4096],
+            "conditions": conditions,
+            "runs": {"total": len(self.runs), "pending": states["Pending"], "running": states[RUNNING],
+                     "succeeded": states[SUCCEEDED], "earlyStopped": states[EARLY_STOPPED], "failed": states[FAILED]},
+            "best": None if best is None else {"run": best.name, "value": best.best, "iteration": best.iterations},
+            "bands": self.tracker.bands_for_display()[:64],
+            "warnings": [w[:1024] for w in warnings],
+            "iterationsTrained": usage.iterations_trained,
+            "iterationsSaved": usage.iterations_saved,
+            "gpuSecondsUsed": round(usage.gpu_seconds_used, 1),
+            "gpuSecondsSaved": round(usage.gpu_seconds_saved, 1),
+            "nextIndex": max((r.index for r in self.runs.values()), default=-1) + 1,
+        }
+
+    async def write_sweep_status(self, force: bool = False) -> None:
+        status = self.sweep_status()
+        comparable = {k: v for k, v in status.items() if k not in ("gpuSecondsUsed",)}
+        if not force and comparable == self.last_status and int(time.time()) % 10:
+            return  # nothing changed; GPU-seconds used still refreshes every ~10 s
+        self.last_status = comparable
+        status = {k: v for k, v in status.items() if v is not None}
+        for cond in status.get("conditions", []):
+            # lastTransitionTime moves only when the condition's status flips
+            since = self.transitions.get(cond["type"])
+            if since is None or since[0] != cond["status"]:
+                since = self.transitions[cond["type"]] = (cond["status"], now_rfc3339())
+            cond["lastTransitionTime"] = since[1]
+        await self.kube.patch_sweep_status(self.ns, self.name, status)
+
+
+def _condition(type_: str, status: str, reason: str, message: str) -> dict[str, Any]:
+    return {"type": type_, "status": status, "reason": reason, "message": message[:1024]}
+
+
+def _rfc(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _finished_at(pod: dict[str, Any]) -> float | None:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated")
+        if term and term.get("finishedAt"):
+            return parse_time(term["finishedAt"])
+    return None
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return json.loads(exc.body).get("message", str(exc.reason))
+    except (TypeError, ValueError):
+        return str(exc.reason)
