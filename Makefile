@@ -33,3 +33,7 @@ unit: $(STAMP) ## run the fast tests only (no control plane, no helm)
 .PHONY: lint
 lint: $(STAMP) ## layer contracts (the engine imports no Kubernetes code)
 	$(BIN)/lint-imports
+
+.PHONY: cluster
+cluster: $(STAMP) ## start a local control plane (built from source on first use); prints its KUBECONFIG
+	$(BIN)/python -m kubesweep.devcluster up --workdir .devcluster

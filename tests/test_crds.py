@@ -1,6 +1,6 @@
 """Static checks of the two CRDs in crds/ (no cluster needed).
 
-* the files parse and declare what docs/api-contract.md agrees on (names, short names,
+* the files parse and declare what docs/reference.md agrees on (names, short names,
   category, status subresource, printer columns);
 * the schemas are structural, bounded (maxItems on lists, maxLength on free strings) and keep
   unknown fields only where the contract says so;

@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=8080)
     p.add_argument("--push-port", type=int, default=8081)
     p.add_argument("--liveness", default=None, help="kopf liveness endpoint, e.g. http://0.0.0.0:8090/healthz")
+    p.add_argument("--record-dir", default=None, help="append every row and run end each sweep's engine sees to "
+                   "DIR/<namespace>_<sweep>.jsonl (the replay format)")
     p.add_argument("--push-url", default=None, help="URL runs push to (metrics.source push); default $KUBESWEEP_PUSH_URL")
     p.set_defaults(func=cmd_operator)
     return parser

@@ -5,7 +5,8 @@ Definitions (docs/metrics.md repeats them):
 - A stopped run's planned iterations come from, in order: the sweep's `iterations_per_run`, the
   run's own `epochs`-like parameter, a fixed `--epochs N` in the command, `early_terminate.max_iter`.
 - Iterations saved = planned - trained (never below 0), for EarlyStopped runs only.
-- GPU-seconds saved = iterations saved x the run's own seconds per iteration x its GPUs.
+- GPU-seconds saved = iterations saved x the run's own seconds per iteration x its GPUs, where the
+  pace is measured between its first and last metric values (start-up excluded) when it has two.
 """
 from __future__ import annotations
 
@@ -48,12 +49,14 @@ class Usage:
         )
 
 
-def run_usage(iterations: int, seconds: float, gpus: float, planned: int | None, early_stopped: bool) -> Usage:
+def run_usage(iterations: int, seconds: float, gpus: float, planned: int | None, early_stopped: bool,
+              seconds_per_iteration: float | None = None) -> Usage:
     used = seconds * gpus
     if not early_stopped or planned is None or iterations <= 0:
         return Usage(iterations, 0, used, 0.0)
     saved = max(planned - iterations, 0)
-    return Usage(iterations, saved, used, saved * (seconds / iterations) * gpus)
+    pace = seconds / iterations if seconds_per_iteration is None else seconds_per_iteration
+    return Usage(iterations, saved, used, saved * pace * gpus)
 
 
 @dataclass(frozen=True)

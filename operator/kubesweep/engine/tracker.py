@@ -26,6 +26,16 @@ class RunStats:
     latest: float | None = None
     best: float | None = None
     stop: StopDecision | None = None
+    first_at: float | None = None  # when its first and latest metric values arrived (caller's clock)
+    last_at: float | None = None
+    first_iteration: int = 0  # the iteration count at first_at (not 1 after a restore)
+
+    def seconds_per_iteration(self) -> float | None:
+        """The run's own training pace, start-up excluded: time between its first and last values."""
+        seen = self.iterations - self.first_iteration
+        if seen >= 1 and self.first_at is not None and self.last_at is not None:
+            return (self.last_at - self.first_at) / seen
+        return None
 
 
 class SweepTracker:
@@ -50,7 +60,7 @@ class SweepTracker:
     def _better(self, a: float, b: float | None) -> bool:
         return b is None or (a > b if self.maximize else a < b)
 
-    def row(self, run: str, row: Mapping[str, Any]) -> list[StopDecision]:
+    def row(self, run: str, row: Mapping[str, Any], at: float | None = None) -> list[StopDecision]:
         """One history row of `run` (it is running from its first row). Returns the runs it stops;
         rows of a run that has ended or been stopped are ignored."""
         stats = self.stats(run)
@@ -64,6 +74,10 @@ class SweepTracker:
             return []
         stats.iterations += 1
         stats.latest = value
+        if at is not None:
+            if stats.first_at is None:
+                stats.first_at, stats.first_iteration = at, stats.iterations
+            stats.last_at = at
         if self._better(value, stats.best):
             stats.best = value
         if self.hyperband is None:

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,7 @@ class RunRecord:
     outcome: tuple[str, str] | None = None  # the pod's end, applied once its log is drained
     follower: LogFollower | None = None
     dirty: bool = True
+    pace: float | None = None  # seconds per iteration stored before a restart
 
     def seconds(self, now: float) -> float:
         if self.started_at is None:
@@ -61,6 +63,7 @@ class SweepController:
     kube: Kube
     body: dict[str, Any]
     push_url: str | None = None
+    record_dir: str | None = None  # if set, every row and end the engine sees goes to <ns>_<sweep>.jsonl
     config: sweep_config.SweepConfig | None = None
     warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -81,6 +84,7 @@ class SweepController:
         self.reconcile_wanted = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.transitions: dict[str, tuple[str, str]] = {}
+        self.record: Any = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -106,12 +110,16 @@ class SweepController:
         self.cap = run_cap(self.config, sweep_size(self.config) if self.config.method == "grid" else None)
         for w in self.warnings if not seen else []:
             await self.kube.event(self.body, "Warning", "SurprisingSpec", w)
+        if self.record_dir:
+            self.record = open(os.path.join(self.record_dir, f"{self.ns}_{self.name}.jsonl"), "a", encoding="utf-8")
         await self.restore()
         self.flusher = asyncio.create_task(self.loop())
 
     async def stop(self) -> None:
         if self.flusher is not None:
             self.flusher.cancel()
+        if self.record is not None:
+            self.record.close()
         for rec in self.runs.values():
             if rec.follower is not None:
                 rec.follower.stop()
@@ -126,6 +134,7 @@ class SweepController:
             rec.pod = status.get("pod")
             rec.started_at = parse_time(status.get("startTime"))
             rec.ended_at = parse_time(status.get("completionTime"))
+            rec.pace = status.get("secondsPerIteration")
             stats.stop = self._stored_decision(rec.name, status)
             self.tracker.restore(rec.name, stats, bands)
             rec.dirty = False
@@ -250,11 +259,18 @@ class SweepController:
         metrics.ROWS.labels(self.ns, self.name, source).inc(len(rows))
         decisions: list[StopDecision] = []
         for row in rows:
-            decisions += self.tracker.row(run, row)
+            self._record_event({"run": run, **row})
+            decisions += self.tracker.row(run, row, at=time.time())
         self.runs[run].dirty = True
         for d in decisions:
             self._spawn(self.apply_stop(d, received))
         return decisions
+
+    def _record_event(self, obj: dict[str, Any]) -> None:
+        """Append to the replay record (`kubesweep replay SWEEP FILE` re-checks every decision)."""
+        if self.record is not None:
+            self.record.write(json.dumps(obj, default=str) + "\n")
+            self.record.flush()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -335,6 +351,7 @@ class SweepController:
         assert self.tracker is not None
         if self.tracker.stats(rec.name).state in ENDED:
             return
+        self._record_event({"run": rec.name, "state": "finished" if state == SUCCEEDED else "failed"})
         self.tracker.end(rec.name, SUCCEEDED if state == SUCCEEDED else FAILED, reason)
         rec.ended_at = rec.ended_at or time.time()
         rec.dirty = True
@@ -360,7 +377,7 @@ class SweepController:
             "completionTime": _rfc(rec.ended_at) if stats.state in ENDED else None,
             "gpus": rec.gpus,
             "gpuSeconds": round(usage.gpu_seconds_used, 3),
-            "secondsPerIteration": round(rec.seconds(time.time()) / stats.iterations, 3) if stats.iterations else None,
+            "secondsPerIteration": _round(stats.seconds_per_iteration() or rec.pace),
         }
         if stats.state == RUNNING and rec.started_at is None:
             extra["state"] = "Pending"
@@ -376,7 +393,8 @@ class SweepController:
     def usage(self, rec: RunRecord) -> Usage:
         assert self.tracker is not None
         s = self.tracker.stats(rec.name)
-        return run_usage(s.iterations, rec.seconds(time.time()), rec.gpus, rec.planned, s.state == EARLY_STOPPED)
+        return run_usage(s.iterations, rec.seconds(time.time()), rec.gpus, rec.planned, s.state == EARLY_STOPPED,
+                         s.seconds_per_iteration() or rec.pace)
 
     def totals(self) -> tuple[Usage, dict[str, int], dict[int, int]]:
         """Usage, runs by state (Pending split from Running), early stops by band."""
@@ -455,6 +473,10 @@ class SweepController:
 
 def _condition(type_: str, status: str, reason: str, message: str) -> dict[str, Any]:
     return {"type": type_, "status": status, "reason": reason, "message": message[:1024]}
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
 
 
 def _rfc(t: float | None) -> str | None:

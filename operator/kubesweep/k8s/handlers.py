@@ -27,8 +27,8 @@ G, V = manifests.GROUP, manifests.VERSION
 class Operator:
     """Process-wide state: the API adapter and one controller per Sweep."""
 
-    def __init__(self, kube: Kube, push_url: str | None, metrics_port: int, push_port: int):
-        self.kube, self.push_url = kube, push_url
+    def __init__(self, kube: Kube, push_url: str | None, metrics_port: int, push_port: int, record_dir: str | None = None):
+        self.kube, self.push_url, self.record_dir = kube, push_url, record_dir
         self.metrics_port, self.push_port = metrics_port, push_port
         self.controllers: dict[tuple[str, str], SweepController] = {}
         self.push_runner: Any = None
@@ -40,9 +40,9 @@ class Operator:
 OPERATOR: Operator | None = None
 
 
-def setup(kube: Kube, push_url: str | None, metrics_port: int, push_port: int) -> Operator:
+def setup(kube: Kube, push_url: str | None, metrics_port: int, push_port: int, record_dir: str | None = None) -> Operator:
     global OPERATOR
-    OPERATOR = Operator(kube, push_url, metrics_port, push_port)
+    OPERATOR = Operator(kube, push_url, metrics_port, push_port, record_dir)
     metrics.register(lambda: list(OPERATOR.controllers.values()) if OPERATOR else [])
     return OPERATOR
 
@@ -92,7 +92,7 @@ async def sweep_started(body: kopf.Body, **_: Any) -> None:
     old = op.controllers.pop(key, None)
     if old is not None:
         await old.stop()
-    controller = SweepController(op.kube, _plain(body), push_url=op.push_url)
+    controller = SweepController(op.kube, _plain(body), push_url=op.push_url, record_dir=op.record_dir)
     try:
         await controller.start()
     except ApiException as exc:

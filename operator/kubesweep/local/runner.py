@@ -142,7 +142,7 @@ class LocalSweep:
             if row is None:
                 continue
             self.record({"run": run.name, **row})
-            for decision in self.tracker.row(run.name, row):
+            for decision in self.tracker.row(run.name, row, at=time.monotonic()):
                 self.stop(decision)
         run.exit_code = await run.proc.wait()
         run.ended = time.monotonic()
@@ -219,7 +219,8 @@ class LocalSweep:
         usage = Usage()
         for run in self.runs.values():
             s = self.tracker.stats(run.name)
-            usage += run_usage(s.iterations, run.seconds, 1.0, run.planned, s.state == EARLY_STOPPED)
+            usage += run_usage(s.iterations, run.seconds, 1.0, run.planned, s.state == EARLY_STOPPED,
+                               s.seconds_per_iteration())
         best = self.tracker.best_run()
         full = sum(r.planned or 0 for r in self.runs.values())
         return {
