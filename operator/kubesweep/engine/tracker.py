@@ -113,6 +113,10 @@ class SweepTracker:
             s.state, s.reason, s.stop = EARLY_STOPPED, "EarlyStopped", d
         return decisions
 
+    def bands_reached(self) -> list[int]:
+        """The bands (in iterations) materialised so far: every band any run has reached, and one more."""
+        return self.hyperband.bands_reached() if self.hyperband else []
+
     def band_values(self, run: str) -> list[float]:
         return self.hyperband.checkpoint(run).band_values if self.hyperband else []
 

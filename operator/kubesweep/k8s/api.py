@@ -101,7 +101,8 @@ class Kube:
 
     def follow_log(self, ns: str, pod: str, container: str | None) -> Iterator[bytes]:
         """The container's log from its first byte, following until the container ends (blocking)."""
-        kwargs: dict[str, Any] = {"follow": True, "_preload_content": False, "_request_timeout": (5, None)}
+        # A silent log for 10 minutes (a long epoch) just reconnects; delivered rows are skipped.
+        kwargs: dict[str, Any] = {"follow": True, "_preload_content": False, "_request_timeout": (5, 600)}
         if container:
             kwargs["container"] = container
         resp = self.core.read_namespaced_pod_log(pod, ns, **kwargs)

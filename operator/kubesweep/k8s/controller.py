@@ -51,6 +51,10 @@ class RunRecord:
     follower: LogFollower | None = None
     dirty: bool = True
     pace: float | None = None  # seconds per iteration stored before a restart
+    stop_pending: bool = False  # decided EarlyStopped, Job not yet suspended (retried until it is)
+    stop_announce: bool = True  # post the Event when the stop is carried out
+    stop_received: float = 0.0  # monotonic time the deciding row arrived (decision latency)
+    stopping: bool = False
 
     def seconds(self, now: float) -> float:
         if self.started_at is None:
@@ -143,9 +147,14 @@ class SweepController:
             if self.tracker.stats(rec.name).state not in ENDED:
                 await self._ensure_job(rec)
         for pod in await self.kube.list_run_pods(self.ns, self.name):
+            rec = self.runs.get((pod["metadata"].get("labels") or {}).get(manifests.LABEL_RUN, ""))
+            if rec is not None and self.tracker.stats(rec.name).state == EARLY_STOPPED and not manifests.pod_outcome(pod) \
+                    and not pod["metadata"].get("deletionTimestamp"):
+                # Stopped before the restart, but the suspend may not have reached the API server.
+                rec.stop_pending, rec.stop_announce = True, False
             self.on_pod(pod, "ADDED")
         for d in stops:
-            await self.apply_stop(d, time.monotonic())
+            self._decided(d, time.monotonic())
         log.info("sweep %s/%s: restored %d runs", self.ns, self.name, len(self.runs))
 
     def _stored_decision(self, run: str, status: dict[str, Any]) -> StopDecision | None:
@@ -173,7 +182,8 @@ class SweepController:
             except asyncio.CancelledError:
                 raise
             except ApiException as exc:
-                log.warning("sweep %s/%s: API error %s %s; retrying", self.ns, self.name, exc.status, exc.reason)
+                log.warning("sweep %s/%s: API error %s %s: %s; retrying", self.ns, self.name, exc.status, exc.reason,
+                            _api_message(exc))
             except Exception:  # noqa: BLE001 - one sweep's bug must not stop the others
                 log.exception("sweep %s/%s: reconcile failed; retrying", self.ns, self.name)
             try:
@@ -217,6 +227,9 @@ class SweepController:
     async def reconcile(self) -> None:
         if self.config is None or self.tracker is None:
             return
+        for rec in self.runs.values():
+            if rec.stop_pending and not rec.stopping:
+                await self.apply_stop(rec)
         async with self.lock:
             step = next_step(self.config, self.progress(), self.cap)
             for _ in range(step.start):
@@ -263,8 +276,13 @@ class SweepController:
             decisions += self.tracker.row(run, row, at=time.time())
         self.runs[run].dirty = True
         for d in decisions:
-            self._spawn(self.apply_stop(d, received))
+            self._decided(d, received)
         return decisions
+
+    def _decided(self, d: StopDecision, received: float) -> None:
+        rec = self.runs[d.run]
+        rec.stop_pending, rec.stop_received, rec.dirty = True, received, True
+        self._spawn(self.apply_stop(rec))
 
     def _record_event(self, obj: dict[str, Any]) -> None:
         """Append to the replay record (`kubesweep replay SWEEP FILE` re-checks every decision)."""
@@ -277,14 +295,25 @@ class SweepController:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def apply_stop(self, d: StopDecision, received: float) -> None:
-        """Record the decision durably first, then stop the pods; a crash in between re-applies it."""
-        rec = self.runs[d.run]
-        rec.dirty = True
-        await self.flush_run(rec)
-        await self.kube.suspend_job(self.ns, rec.name)
-        metrics.DECISION_LATENCY.observe(time.monotonic() - received)
-        await self.kube.event(self.body, "Normal", "RunEarlyStopped", f"{d.run}: {d.message()}")
+    async def apply_stop(self, rec: RunRecord) -> None:
+        """Record the decision durably first, then stop the pods; a failure is retried by `loop`,
+        and a crash in between is repaired by `restore`."""
+        if rec.stopping or not rec.stop_pending:
+            return
+        rec.stopping = True
+        try:
+            await self.flush_run(rec)
+            await self.kube.suspend_job(self.ns, rec.name)
+            rec.stop_pending = False
+            if rec.stop_announce:
+                metrics.DECISION_LATENCY.observe(time.monotonic() - rec.stop_received)
+                stop = self.tracker.stats(rec.name).stop if self.tracker else None
+                await self.kube.event(self.body, "Normal", "RunEarlyStopped", f"{rec.name}: {stop.message() if stop else 'stopped'}")
+        except ApiException as exc:
+            log.warning("run %s/%s: stopping failed (%s %s: %s); will retry", self.ns, rec.name, exc.status, exc.reason,
+                        _api_message(exc))
+        finally:
+            rec.stopping = False
         self.poke()
 
     def on_pod(self, pod: dict[str, Any], event_type: str) -> None:
@@ -375,13 +404,13 @@ class SweepController:
             "pod": rec.pod,
             "startTime": _rfc(rec.started_at),
             "completionTime": _rfc(rec.ended_at) if stats.state in ENDED else None,
-            "gpus": rec.gpus,
+            "gpus": int(rec.gpus) if float(rec.gpus).is_integer() else rec.gpus,
             "gpuSeconds": round(usage.gpu_seconds_used, 3),
             "secondsPerIteration": _round(stats.seconds_per_iteration() or rec.pace),
         }
         if stats.state == RUNNING and rec.started_at is None:
             extra["state"] = "Pending"
-        status = run_status(stats, self.tracker.band_values(rec.name), stats.rows, extra)
+        status = run_status(stats, self.tracker.bands_reached(), self.tracker.band_values(rec.name), stats.rows, extra)
         if "state" in extra:
             status["state"] = extra["state"]
         try:

@@ -31,12 +31,14 @@ def decision_status(d: StopDecision) -> dict[str, Any]:
             "iteration": d.iteration, "time": now_rfc3339()}
 
 
-def run_status(stats: RunStats, band_values: list[float], rows_seen: int, extra: Mapping[str, Any]) -> dict[str, Any]:
+def run_status(stats: RunStats, bands: list[int], band_values: list[float], rows_seen: int,
+               extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`band_values[i]` is the run's value at `bands[i]` (iterations)."""
     status: dict[str, Any] = {
         "state": stats.state,
         "iteration": stats.iterations,
         "rowsSeen": rows_seen,
-        "bandValues": [{"band": i, "value": v} for i, v in enumerate(band_values[:MAX_BAND_VALUES])],
+        "bandValues": [{"band": b, "value": v} for b, v in zip(bands, band_values[:MAX_BAND_VALUES])],
         "latest": stats.latest,
         "best": stats.best,
         "reason": stats.reason,

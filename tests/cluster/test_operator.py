@@ -1,0 +1,184 @@
+"""The operator against a real API server, scheduler and Job controller, with simulated GPU nodes.
+
+Real kubectl applies the Sweep; the real operator process creates Jobs, reads each run's log
+through pods/log, stops runs at the bands by suspending their Jobs, and reports it in SweepRun
+and Sweep status, Events and Prometheus metrics.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from kubesweep.devcluster.simkubelet import SimKubelet, gpu_nodes
+from kubesweep.engine import config as sweep_config
+from kubesweep.engine.replay import parse_events, replay
+
+from .conftest import wait_for
+from .operator_fixtures import POOL_LABEL, OperatorProcess, apply, get, new_namespace, sim_sweep
+
+pytestmark = pytest.mark.cluster
+EPOCH = 0.2
+
+
+@pytest.fixture(scope="module")
+def sim(control_plane):
+    pool = f"op-{uuid.uuid4().hex[:6]}"
+    nodes = gpu_nodes(2, gpus=8, prefix=f"{pool}-gpu-", labels={POOL_LABEL: pool})
+    with SimKubelet.for_control_plane(control_plane, nodes, epoch_seconds=EPOCH) as s:
+        s.pool = pool  # type: ignore[attr-defined]
+        yield s
+
+
+@pytest.fixture(scope="module")
+def crds(kubectl, root_dir):
+    kubectl("apply", "--server-side", "-f", str(root_dir / "crds"))
+    kubectl("wait", "--for=condition=Established", "crd/sweeps.kubesweep.io", "crd/sweepruns.kubesweep.io")
+
+
+@pytest.fixture(scope="module")
+def root_dir():
+    from .operator_fixtures import ROOT
+
+    return ROOT
+
+
+@pytest.fixture
+def namespace(kubectl, crds):
+    ns = new_namespace(kubectl)
+    yield ns
+    kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.fixture
+def operator(control_plane, namespace, tmp_path):
+    op = OperatorProcess(control_plane.kubeconfig, namespace, tmp_path).start()
+    yield op
+    op.stop()
+
+
+def _runs(kubectl, ns, sweep):
+    return {r["metadata"]["name"]: r for r in get(kubectl, ns, "sweepruns", "-l", f"kubesweep.io/sweep={sweep}")["items"]}
+
+
+def _sweep(kubectl, ns, name):
+    return get(kubectl, ns, "sweep", name)
+
+
+def _events(kubectl, ns, reason):
+    items = get(kubectl, ns, "events", "--field-selector", f"reason={reason}")["items"]
+    return [e["message"] for e in items]
+
+
+QUALITIES = [0.3, 0.9, 0.1, 1.2, 0.5, 1.5, 0.2, 1.0, 0.7]
+
+
+def test_sweep_runs_to_completion_with_early_stops(kubectl, sim, namespace, operator):
+    apply(kubectl, namespace, sim_sweep("hb", sim.pool, QUALITIES, epochs=12, parallelism=3))
+    peak = 0
+
+    def done():
+        nonlocal peak
+        runs = _runs(kubectl, namespace, "hb")
+        active = sum(1 for r in runs.values() if (r.get("status") or {}).get("state") in ("Pending", "Running"))
+        peak = max(peak, active)
+        return (_sweep(kubectl, namespace, "hb").get("status") or {}).get("phase") == "Succeeded"
+
+    wait_for(done, timeout=180, interval=0.3, what="sweep hb to succeed\n" + operator.log_tail())
+    assert peak <= 3, f"{peak} runs were active at once with parallelism 3"
+
+    runs = _runs(kubectl, namespace, "hb")
+    assert sorted(r["spec"]["index"] for r in runs.values()) == list(range(len(QUALITIES)))
+    stopped = {n: r for n, r in runs.items() if r["status"]["state"] == "EarlyStopped"}
+    finished = {n: r for n, r in runs.items() if r["status"]["state"] == "Succeeded"}
+    assert len(stopped) + len(finished) == len(QUALITIES)
+    assert stopped and finished
+    best = min(runs.values(), key=lambda r: r["spec"]["parameters"]["quality"])
+    assert best["status"]["state"] == "Succeeded", "the best run must survive"
+    for r in finished.values():
+        assert r["status"]["iteration"] == 12 and r["status"]["reason"] == "Completed"
+    jobs = {j["metadata"]["name"]: j for j in get(kubectl, namespace, "jobs")["items"]}
+    assert set(jobs) == set(runs), "exactly one Job per run"
+    for name, r in stopped.items():
+        d = r["status"]["decision"]
+        assert d["band"] in (2, 6) and r["status"]["iteration"] >= d["band"]
+        assert d["value"] > d["threshold"]
+        assert jobs[name]["spec"]["suspend"] is True
+        assert not (jobs[name]["status"].get("failed") or jobs[name]["status"].get("succeeded")), "never restarted"
+        assert r["status"]["iteration"] < 12
+    # The pods of stopped runs are gone (deleted with their grace period by the Job controller).
+    wait_for(lambda: not [p for p in get(kubectl, namespace, "pods")["items"]
+                          if p["metadata"]["labels"]["kubesweep.io/run"] in stopped],
+             timeout=30, what="stopped runs' pods to be gone")
+
+    # One Event per stop, in words.
+    msgs = _events(kubectl, namespace, "RunEarlyStopped")
+    assert sorted(m.split(":")[0] for m in msgs) == sorted(stopped)
+    assert all("threshold" in m and "band-" in m for m in msgs)
+
+    # Status and printer columns.
+    status = _sweep(kubectl, namespace, "hb")["status"]
+    assert status["runs"]["earlyStopped"] == len(stopped) and status["runs"]["succeeded"] == len(finished)
+    assert status["best"]["run"] == best["metadata"]["name"]
+    assert status["iterationsSaved"] == sum(12 - r["status"]["iteration"] for r in stopped.values())
+    assert status["gpuSecondsSaved"] > 0
+    table = kubectl("get", "sweeps", "-n", namespace).stdout
+    assert "Succeeded" in table.splitlines()[1] and "GPU-S SAVED" in table.splitlines()[0]
+
+    # Prometheus metrics of the same facts.
+    assert operator.metric("kubesweep_runs", sweep="hb", state="EarlyStopped") == len(stopped)
+    assert operator.metric("kubesweep_iterations_saved_total", sweep="hb") == status["iterationsSaved"]
+    assert operator.metric("kubesweep_decision_latency_seconds_count") >= len(stopped)
+
+    # The decisions equal `kubesweep replay` of what the operator's engine saw.
+    cfg = sweep_config.load(_sweep(kubectl, namespace, "hb")).config
+    result = replay(cfg, parse_events(open(operator.record("hb"))))
+    replayed = {n: (r["stopped"]["band"], r["stopped"]["iteration"]) for n, r in result["runs"].items() if r["stopped"]}
+    live = {n: (r["status"]["decision"]["band"], r["status"]["decision"]["iteration"]) for n, r in stopped.items()}
+    assert replayed == live
+
+
+def test_failures_are_failed_with_reasons_and_the_budget_stops_the_sweep(kubectl, sim, namespace, operator):
+    apply(kubectl, namespace, sim_sweep("oom", sim.pool, [0.5, 0.6, 0.7, 0.8, 0.9], epochs=6, parallelism=2,
+                                        env={"SIM_FAIL": "oom@2"}, early_terminate={"type": "hyperband", "min_iter": 4}))
+    wait_for(lambda: (_sweep(kubectl, namespace, "oom").get("status") or {}).get("phase") == "Failed",
+             timeout=120, what="failure budget\n" + operator.log_tail())
+    wait_for(lambda: all((r.get("status") or {}).get("state") == "Failed" for r in _runs(kubectl, namespace, "oom").values()),
+             timeout=60, what="runs in flight to end")
+    runs = _runs(kubectl, namespace, "oom")
+    # max_failed_runs 2: the third failure stops the sweep; with parallelism 2 one more run was
+    # already going, and no run starts after that (the grid has 5 points).
+    assert len(runs) == 4
+    assert all(r["status"]["reason"] == "OOMKilled (exit code 137)" for r in runs.values())
+    status = _sweep(kubectl, namespace, "oom")["status"]
+    cond = {c["type"]: c for c in status["conditions"]}
+    assert cond["FailureBudgetExceeded"]["status"] == "True"
+    assert _events(kubectl, namespace, "FailureBudgetExceeded")
+
+
+def test_invalid_sweeps_are_refused_or_marked_invalid_and_others_keep_running(kubectl, sim, namespace, operator, root_dir):
+    import yaml
+
+    refused_by_server, marked_invalid = [], []
+    for path in sorted((root_dir / "tests" / "cases" / "invalid").glob("*.yaml")):
+        case = sweep_config.load_yaml(path.read_text())
+        name = path.stem.replace("_", "-")[:40]
+        obj = {"apiVersion": "kubesweep.io/v1alpha1", "kind": "Sweep", "metadata": {"name": name},
+               "spec": {**case["sweep"], "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}}
+        out = kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(obj), check=False)
+        field = case["expected"]["message_names_field"]
+        if out.returncode != 0:
+            assert field.split(".")[-1] in out.stderr, f"{path.name}: {out.stderr}"
+            refused_by_server.append(path.stem)
+        else:
+            marked_invalid.append((name, field))
+    apply(kubectl, namespace, sim_sweep("good", sim.pool, [0.2, 0.4], epochs=4, parallelism=2))
+    for name, field in marked_invalid:
+        status = wait_for(lambda: (_sweep(kubectl, namespace, name).get("status") or {}).get("phase") == "Invalid"
+                          and _sweep(kubectl, namespace, name)["status"], timeout=30, what=f"{name} Invalid")
+        assert field in status["message"], (name, status["message"])
+        assert not _runs(kubectl, namespace, name)
+    wait_for(lambda: (_sweep(kubectl, namespace, "good").get("status") or {}).get("phase") == "Succeeded",
+             timeout=60, what="the valid sweep to succeed beside invalid ones")
+    assert len(refused_by_server) >= 15 and len(marked_invalid) >= 5
