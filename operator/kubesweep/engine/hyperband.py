@@ -18,13 +18,14 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .bands import HyperbandRule
 
 
-@dataclass(frozen=True)
-class StopDecision:
-    """Why a run was stopped: everything a person needs to check the arithmetic."""
+class StopDecision(NamedTuple):
+    """Why a run was stopped: everything a person needs to check the arithmetic.
+    (A NamedTuple: immutable, and cheap to make on the hot path.)"""
 
     run: str
     band: int  # the band, in iterations
@@ -53,9 +54,10 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Run:
     seq: int  # creation order; breaks ties between equal values deterministically
+    next_band: int  # the iteration count at which it reaches its next band (0: no band left)
     count: int = 0
     best: float = math.inf  # signed: lower is better
     band_idx: int = -1  # highest band reached, as an index into bands
@@ -104,23 +106,25 @@ class Hyperband:
     def _run(self, run: str) -> _Run:
         r = self._runs.get(run)
         if r is None:
-            r = self._runs[run] = _Run(seq=len(self._runs))
+            r = self._runs[run] = _Run(seq=len(self._runs), next_band=self.band(0) or 0)
         return r
 
     def report(self, run: str, value: float) -> list[StopDecision]:
         """One finite value of the sweep metric from `run`. Returns the runs this stops."""
-        r = self._run(run)
+        r = self._runs.get(run) or self._run(run)
         if not r.running:
             return []
         signed = self._sign * value
         r.count += 1
-        r.best = min(r.best, signed)
-        nxt = r.band_idx + 1
-        if self.band(nxt) == r.count:
+        if signed < r.best:
+            r.best = signed
+        if r.count == r.next_band:  # the hot path (no band reached) ends at this comparison
+            nxt = r.band_idx + 1
             self._uncandidate(run, r)
             insort(self._values[nxt], signed)
             r.band_values.append(signed)
             r.band_idx = nxt
+            r.next_band = self.band(nxt + 1) or 0
             r.judged = signed if self.rule.strict else r.best
             insort(self._candidates[nxt], (r.judged, r.seq, run))
             return self._stop_worse(nxt)
@@ -149,7 +153,10 @@ class Hyperband:
         return vals[int(len(vals) / self.rule.eta)]
 
     def _stop_worse(self, j: int) -> list[StopDecision]:
-        cands, threshold = self._candidates[j], self.threshold(j)
+        cands, vals = self._candidates[j], self._values[j]
+        threshold = vals[int(len(vals) / self.rule.eta)]
+        if not cands or cands[-1][0] <= threshold:
+            return []  # the common case: nobody at this band is worse than the threshold
         stopped = []
         while cands and cands[-1][0] > threshold:
             judged, _, run = cands.pop()
@@ -181,6 +188,7 @@ class Hyperband:
             insort(self._values[j], signed)
             r.band_values.append(signed)
             r.band_idx = j
+        r.next_band = self.band(r.band_idx + 1) or 0
         r.running = cp.running
         if r.running and r.band_idx >= 0:
             r.judged = r.band_values[-1] if self.rule.strict else r.best
