@@ -43,8 +43,15 @@ def _cmd_up(args: argparse.Namespace) -> int:
     except ControlPlaneError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    sim = None
     try:
         print(f"control plane up in {cp.startup_seconds:.1f}s: {cp.server}", file=sys.stderr)
+        if args.sim_nodes > 0:
+            from .simkubelet import SimKubelet, gpu_nodes  # lazy: needs aiohttp
+
+            sim = SimKubelet.for_control_plane(cp, gpu_nodes(args.sim_nodes, args.sim_gpus),
+                                               epoch_seconds=args.sim_epoch_seconds).start()
+            print(f"simulated GPU nodes: {', '.join(sim.node_names)}", file=sys.stderr)
         print(f"logs: {cp.log_dir}", file=sys.stderr)
         print(f"kubelet serving cert/key: {cp.kubelet_serving_cert_file} {cp.kubelet_serving_key_file}", file=sys.stderr)
         print(f"export KUBECONFIG={shlex.quote(str(cp.kubeconfig))}", flush=True)
@@ -56,6 +63,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         return 0
     finally:
         print("stopping ...", file=sys.stderr, flush=True)
+        if sim is not None:
+            sim.stop()  # before cp.stop(): it deletes its nodes through the API server
         cp.stop()
 
 
@@ -71,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         help="directory with etcd and kube-* binaries (default: $KUBESWEEP_BIN_DIR, else build/reuse the cache)",
     )
     up.add_argument("--timeout", type=float, default=120.0, help="start-up timeout in seconds")
+    up.add_argument("--sim-nodes", type=int, default=2, help="simulated GPU nodes (0: none)")
+    up.add_argument("--sim-gpus", type=int, default=8, help="nvidia.com/gpu per simulated node")
+    up.add_argument("--sim-epoch-seconds", type=float, default=1.0, help="seconds per simulated training epoch")
     up.set_defaults(func=_cmd_up)
 
     build = sub.add_parser("build", help="run hack/build-controlplane.sh (reuses cached binaries)")

@@ -697,6 +697,8 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={self.controller_manager_port}",
                 f"--cert-dir={self.pki_dir / 'kcm-generated'}",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",  # default 20/s: 200 Jobs would take 20 s to get pods
                 "--leader-elect=false",
                 f"--controllers={self.controllers}",
                 "--use-service-account-credentials=true",

@@ -38,6 +38,11 @@ class StopDecision(NamedTuple):
     strict: bool
     eta: float
 
+    def short(self) -> str:
+        """One phrase for a table column: `band 6: 0.452 > 0.41`."""
+        op = ">" if self.goal == "minimize" else "<"
+        return f"band {self.band}: {self.value:.4g} {op} {self.threshold:.4g}"
+
     def message(self) -> str:
         judged = f"{self.metric} at iteration {self.band}" if self.strict else f"best {self.metric} so far"
         worse = "above" if self.goal == "minimize" else "below"

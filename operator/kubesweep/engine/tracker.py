@@ -20,7 +20,7 @@ ENDED = (SUCCEEDED, EARLY_STOPPED, FAILED)
 class RunStats:
     name: str
     state: str = RUNNING
-    reason: str | None = None  # why it ended: "EarlyStopped", "Completed", "OOMKilled", "crashed", ...
+    reason: str | None = None  # why it ended: "band 6: 0.45 > 0.41", "Completed", "OOMKilled (exit code 137)", ...
     iterations: int = 0  # finite values of the sweep metric
     rows: int = 0  # history rows seen, with or without the metric
     latest: float | None = None
@@ -85,7 +85,7 @@ class SweepTracker:
         decisions = self.hyperband.report(run, value)
         for d in decisions:
             stopped = self.runs[d.run]
-            stopped.state, stopped.reason, stopped.stop = EARLY_STOPPED, "EarlyStopped", d
+            stopped.state, stopped.reason, stopped.stop = EARLY_STOPPED, d.short(), d
         return decisions
 
     def end(self, run: str, state: str, reason: str | None = None) -> None:
@@ -110,7 +110,7 @@ class SweepTracker:
         decisions = self.hyperband.evaluate_all()
         for d in decisions:
             s = self.runs[d.run]
-            s.state, s.reason, s.stop = EARLY_STOPPED, "EarlyStopped", d
+            s.state, s.reason, s.stop = EARLY_STOPPED, d.short(), d
         return decisions
 
     def bands_reached(self) -> list[int]:
