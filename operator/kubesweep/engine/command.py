@@ -15,7 +15,7 @@ WHOLE_ITEM_MACROS = (
     "args_json", "args_json_file",
 )
 DEFAULT_COMMAND = ("${env}", "${interpreter}", "${program}", "${args}")
-_ENVVAR = re.compile(r"\$\{envvar:([A-Za-z0-9_]*)\}")
+ENVVAR = re.compile(r"\$\{envvar:([A-Za-z0-9_]*)\}")
 
 
 def _flag_value(value: Any) -> str:
@@ -49,7 +49,7 @@ def build_argv(
     }
     argv: list[str] = []
     for item in command or DEFAULT_COMMAND:
-        item = _ENVVAR.sub(lambda m: env.get(m.group(1), m.group(1)), str(item))
+        item = ENVVAR.sub(lambda m: env.get(m.group(1), m.group(1)), str(item))
         if item.startswith("${") and item.endswith("}") and item[2:-1] in expansions:
             argv += [a for a in expansions[item[2:-1]] if a is not None]
         else:

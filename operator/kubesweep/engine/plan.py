@@ -5,7 +5,7 @@ import shlex
 from itertools import islice
 from typing import Any
 
-from .command import build_argv
+from .command import ENVVAR, build_argv
 from .config import Loaded
 from .savings import estimate_budget, planned_iterations
 from .search import BAYES_MODELLED, make_sampler, sweep_size
@@ -32,6 +32,11 @@ def plan(loaded: Loaded, runs: int | None, commands: int, seed: str, iterations:
         "early_terminate": None,
         "warnings": warnings,
     }
+    for i, item in enumerate(config.command or ()):
+        for name in ENVVAR.findall(item):
+            if name not in env:
+                warnings.append(f"command[{i}]: ${{envvar:{name}}} is not set here, so it becomes the text {name!r} "
+                                "(as in W&B); in the cluster it comes from the template container's env")
     if config.method == "bayes":
         random_leaves = [p.path for p in flatten(config.parameters) if p.distribution not in BAYES_MODELLED]
         if random_leaves:

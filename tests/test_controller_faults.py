@@ -1,0 +1,87 @@
+"""API hiccups the real API server can't be made to produce on demand: injected with a fake client.
+
+The controller must keep a stop decision until the Job is really suspended, announce it once,
+and keep counting rows while status writes fail."""
+import asyncio
+
+from kubernetes.client.exceptions import ApiException
+
+from kubesweep.k8s.controller import SweepController
+
+SWEEP = {
+    "apiVersion": "kubesweep.io/v1alpha1", "kind": "Sweep",
+    "metadata": {"name": "s", "namespace": "ns", "uid": "u", "generation": 1},
+    "spec": {"method": "grid", "metric": {"name": "loss"}, "parameters": {"q": {"values": [1, 2]}},
+             "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 3}, "parallelism": 2,
+             "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}},
+}
+
+
+class FlakyKube:
+    """Answers like an API server, except that the first `fail` writes of each kind get a 500."""
+
+    def __init__(self, fail: int):
+        self.fail = {"status": fail, "suspend": fail}
+        self.suspended, self.events, self.statuses, self.jobs = [], [], {}, []
+
+    def _maybe_fail(self, kind):
+        if self.fail[kind] > 0:
+            self.fail[kind] -= 1
+            raise ApiException(status=500, reason="Internal Server Error")
+
+    async def list_sweepruns(self, ns, sweep):
+        return []
+
+    async def list_run_pods(self, ns, sweep):
+        return []
+
+    async def create_sweeprun(self, body):
+        return {**body, "metadata": {**body["metadata"], "uid": "r-" + body["metadata"]["name"]}}, True
+
+    async def create_job(self, body):
+        self.jobs.append(body["metadata"]["name"])
+        return True
+
+    async def patch_sweeprun_status(self, ns, name, status):
+        self._maybe_fail("status")
+        self.statuses[name] = status
+
+    async def patch_sweep_status(self, ns, name, status):
+        pass
+
+    async def suspend_job(self, ns, name):
+        self._maybe_fail("suspend")
+        self.suspended.append(name)
+
+    async def event(self, obj, type_, reason, message):
+        self.events.append((reason, message))
+
+
+def test_a_stop_survives_failing_writes_and_is_announced_once():
+    async def scenario():
+        kube = FlakyKube(fail=3)
+        c = SweepController(kube, SWEEP)
+        await c.start()
+        await c.reconcile()
+        assert kube.jobs == ["s-0000", "s-0001"]
+        for rec in c.runs.values():
+            rec.started_at = 1.0
+        c.on_rows("s-0000", [{"loss": 0.1}], 0.0)
+        decisions = c.on_rows("s-0001", [{"loss": 0.9}], 0.0)
+        assert [d.run for d in decisions] == ["s-0001"]
+        for _ in range(10):  # the controller's loop retries what failed
+            await asyncio.sleep(0)
+            try:
+                await c.reconcile()
+                await c.flush()
+            except ApiException:
+                pass
+        await c.stop()
+        return kube, c
+
+    kube, c = asyncio.run(scenario())
+    assert kube.suspended == ["s-0001"], "suspended exactly once, after the failures"
+    assert [r for r, _ in kube.events if r == "RunEarlyStopped"] == ["RunEarlyStopped"]
+    assert kube.statuses["s-0001"]["state"] == "EarlyStopped"
+    assert kube.statuses["s-0001"]["decision"]["band"] == 1
+    assert kube.statuses["s-0000"]["iteration"] == 1
