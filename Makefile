@@ -30,9 +30,26 @@ test: $(STAMP) ## run every test (builds the Kubernetes control plane on first u
 unit: $(STAMP) ## run the fast tests only (no control plane, no helm)
 	KUBESWEEP_SKIP_CLUSTER=1 $(BIN)/python -m pytest -m "not cluster and not slow"
 
+.PHONY: e2e
+e2e: $(STAMP) ## run only the tests against the real control plane
+	$(BIN)/python -m pytest -m cluster tests/cluster
+
 .PHONY: lint
 lint: $(STAMP) ## layer contracts (the engine imports no Kubernetes code)
 	$(BIN)/lint-imports
+
+.PHONY: chart
+chart: $(STAMP) ## lint and package the Helm chart (helm is built from source on first use)
+	$$(bash hack/build-helm.sh) lint --strict charts/kubesweep
+	$$(bash hack/build-helm.sh) package charts/kubesweep --destination dist/
+
+.PHONY: image
+image: ## build the operator image (needs a container engine)
+	docker build -t kubesweep:$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) .
+
+.PHONY: crds
+crds: ## copy crds/ into the chart (a test checks they are equal)
+	cp crds/*.yaml charts/kubesweep/crds/
 
 .PHONY: cluster
 cluster: $(STAMP) ## start a local control plane (built from source on first use); prints its KUBECONFIG

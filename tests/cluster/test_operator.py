@@ -271,3 +271,19 @@ def test_push_endpoint_trusts_only_the_pod_bound_token(kubectl, sim, namespace, 
     assert post(tok_a, {"rows": "nope"})[0] == 400
     assert operator.metric("kubesweep_push_rejected_total", reason="not_a_pod") == 1
     assert operator.metric("kubesweep_metric_rows_total", sweep="push", source="push") == 2
+
+
+def test_the_example_manifest_applies_unchanged(kubectl, sim, namespace, operator, root_dir):
+    kubectl("apply", "-n", namespace, "-f", str(root_dir / "examples" / "digits" / "sweep.yaml"))
+    wait_for(lambda: (_sweep(kubectl, namespace, "digits").get("status") or {}).get("phase") == "Succeeded",
+             timeout=240, interval=1, what="the example sweep\n" + operator.log_tail())
+    runs = _runs(kubectl, namespace, "digits")
+    assert len(runs) == 18
+    states = [r["status"]["state"] for r in runs.values()]
+    assert states.count("EarlyStopped") >= 6 and "Succeeded" in states and "Failed" not in states
+    assert {r["status"]["decision"]["band"] for r in runs.values() if r["status"]["state"] == "EarlyStopped"} <= {2, 6}
+    pod_spec = get(kubectl, namespace, "jobs", next(iter(runs)))["spec"]["template"]["spec"]
+    assert pod_spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod_spec["containers"][0]["command"][:3] == ["/usr/bin/env", "python", "train.py"]
+    status = _sweep(kubectl, namespace, "digits")["status"]
+    assert status["bands"] == [2, 6] and status["gpuSecondsSaved"] > 0
