@@ -25,9 +25,10 @@ def free_port() -> int:
 
 
 class OperatorProcess:
-    """`kubesweep operator` as a real process, watching one namespace."""
+    """`kubesweep operator` as a real process, watching one namespace (``namespace=None``: all
+    of them, ``--all-namespaces``), with the credentials of ``kubeconfig``."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, workdir: Path):
+    def __init__(self, kubeconfig: Path, namespace: str | None, workdir: Path):
         self.kubeconfig, self.namespace, self.workdir = kubeconfig, namespace, workdir
         self.metrics_port, self.push_port = free_port(), free_port()
         self.record_dir = workdir / "record"
@@ -40,8 +41,9 @@ class OperatorProcess:
         self.starts += 1
         log = open(self.log_path, "a")
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        scope = ["--all-namespaces"] if self.namespace is None else ["--namespace", self.namespace]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kubesweep.cli", "operator", "--namespace", self.namespace,
+            [sys.executable, "-m", "kubesweep.cli", "operator", *scope,
              "--metrics-port", str(self.metrics_port), "--push-port", str(self.push_port),
              "--record-dir", str(self.record_dir)],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -87,8 +89,8 @@ class OperatorProcess:
     def log_tail(self, n: int = 80) -> str:
         return "\n".join(self.log_path.read_text().splitlines()[-n:]) if self.log_path.exists() else ""
 
-    def record(self, sweep: str) -> Path:
-        return self.record_dir / f"{self.namespace}_{sweep}.jsonl"
+    def record(self, sweep: str, namespace: str | None = None) -> Path:
+        return self.record_dir / f"{namespace or self.namespace}_{sweep}.jsonl"
 
 
 def sim_sweep(name: str, pool: str, qualities: list[float], *, epochs: int = 12, parallelism: int = 3,
