@@ -85,6 +85,7 @@ class SweepController:
         self.cap: int | None = None
         self.flusher: asyncio.Task[None] | None = None
         self.last_status: dict[str, Any] = {}
+        self.last_written = 0.0
         self.reconcile_wanted = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.transitions: dict[str, tuple[str, str]] = {}
@@ -485,11 +486,11 @@ class SweepController:
         }
 
     async def write_sweep_status(self, force: bool = False) -> None:
+        """Write the summary when it changed; GPU-seconds used grows by itself, so also every 10 s."""
         status = self.sweep_status()
-        comparable = {k: v for k, v in status.items() if k not in ("gpuSecondsUsed",)}
-        if not force and comparable == self.last_status and int(time.time()) % 10:
-            return  # nothing changed; GPU-seconds used still refreshes every ~10 s
-        self.last_status = comparable
+        comparable = {k: v for k, v in status.items() if k != "gpuSecondsUsed"}
+        if not force and comparable == self.last_status and time.monotonic() - self.last_written < 10:
+            return
         status = {k: v for k, v in status.items() if v is not None}
         for cond in status.get("conditions", []):
             # lastTransitionTime moves only when the condition's status flips
@@ -498,6 +499,7 @@ class SweepController:
                 since = self.transitions[cond["type"]] = (cond["status"], now_rfc3339())
             cond["lastTransitionTime"] = since[1]
         await self.kube.patch_sweep_status(self.ns, self.name, status)
+        self.last_status, self.last_written = comparable, time.monotonic()
 
 
 def _condition(type_: str, status: str, reason: str, message: str) -> dict[str, Any]:
