@@ -217,7 +217,9 @@ CLUSTER_ALWAYS = expand({
     ("authentication.k8s.io", "tokenreviews"): "create",
     ("apiextensions.k8s.io", "customresourcedefinitions"): "list watch",
 })
-CLUSTER_ALL_NAMESPACES = expand({("", "namespaces"): "list watch"})
+# kopf lists and watches namespaces only when it serves a list of them (not with --all-namespaces);
+# tests/cluster/test_chart_rbac.py runs the operator with exactly these rules in both modes.
+CLUSTER_NAMESPACED_MODE = expand({("", "namespaces"): "list watch"})
 NAMESPACED_RESOURCES = {r for _, r, _ in NAMESPACED}
 
 
@@ -248,7 +250,7 @@ def test_rbac_all_namespaces_is_exactly_least_privilege(helm: str) -> None:
         granted |= triples(role["rules"])
         assert bound_subjects(docs, "ClusterRoleBinding", "ClusterRole", role) == \
             [(None, "ServiceAccount", sa, RELEASE_NS)], f"{role['metadata']['name']} is bound to the operator only"
-    assert granted == NAMESPACED | CLUSTER_ALWAYS | CLUSTER_ALL_NAMESPACES
+    assert granted == NAMESPACED | CLUSTER_ALWAYS, "no namespaces list/watch: kopf does not read them with --all-namespaces"
     assert_no_broad_grants(granted)
 
 
@@ -257,7 +259,8 @@ def test_rbac_namespaced_uses_roles(helm: str) -> None:
     sa = of_kind(docs, "ServiceAccount")[0]["metadata"]["name"]
     (cluster_role,) = of_kind(docs, "ClusterRole")
     cluster = triples(cluster_role["rules"])
-    assert cluster == CLUSTER_ALWAYS, "only cluster-scoped resources in the ClusterRole; no namespaces list/watch"
+    assert cluster == CLUSTER_ALWAYS | CLUSTER_NAMESPACED_MODE, \
+        "only cluster-scoped resources in the ClusterRole, with namespaces list/watch for kopf's namespace observer"
     assert not {r for _, r, _ in cluster} & NAMESPACED_RESOURCES
     assert bound_subjects(docs, "ClusterRoleBinding", "ClusterRole", cluster_role) == \
         [(None, "ServiceAccount", sa, RELEASE_NS)]

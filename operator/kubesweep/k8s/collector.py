@@ -7,6 +7,7 @@ follower (after an operator restart) skips the rows already stored in the SweepR
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -23,7 +24,7 @@ Rows = list[dict[str, Any]]
 
 class LogFollower:
     def __init__(self, kube: Kube, loop: asyncio.AbstractEventLoop, ns: str, pod: str, container: str | None,
-                 skip_rows: int, on_rows: Callable[[Rows, float], None], on_end: Callable[[str | None], None]):
+                 skip_rows: int, on_rows: Callable[[Rows, float], None], on_end: Callable[[str | None, bool], None]):
         self.kube, self.loop, self.ns, self.pod, self.container = kube, loop, ns, pod, container
         self.delivered = skip_rows  # rows of this log already consumed
         self.on_rows, self.on_end = on_rows, on_end
@@ -39,6 +40,7 @@ class LogFollower:
 
     def _run(self) -> None:
         problem: str | None = None
+        permanent = False  # retrying cannot help (e.g. RBAC refuses pods/log)
         attempt = 0
         while not self.stopped.is_set():
             try:
@@ -49,11 +51,14 @@ class LogFollower:
                 if exc.status == 404:
                     problem = "pod or container gone before its log was read to the end"
                     break
+                if exc.status in (401, 403):
+                    problem, permanent = f"log unreadable: {exc.status} {_message(exc)}", True
+                    break
                 if exc.status == 400 and attempt < 600:  # container still creating: not ready to serve logs
                     attempt += 1
                     time.sleep(0.5)
                     continue
-                problem = f"log read failed: {exc.status} {exc.reason}"
+                problem = f"log read failed: {exc.status} {_message(exc)}"
             except Exception as exc:  # noqa: BLE001 - a network error must not kill the follower
                 problem = f"log read failed: {exc}"
             attempt += 1
@@ -62,7 +67,7 @@ class LogFollower:
             log.warning("%s/%s: %s; reconnecting", self.ns, self.pod, problem)
             time.sleep(min(0.2 * 2 ** attempt, 5.0))
         if not self.stopped.is_set():
-            self.loop.call_soon_threadsafe(self.on_end, problem)
+            self.loop.call_soon_threadsafe(self.on_end, problem, permanent)
 
     def _read_once(self) -> None:
         seen = 0
@@ -89,3 +94,11 @@ class LogFollower:
             if row is not None and seen + 1 > self.delivered:
                 self.delivered += 1
                 self.loop.call_soon_threadsafe(self.on_rows, [row], time.monotonic())
+
+
+def _message(exc: ApiException) -> str:
+    """The API server's own words, e.g. 'pods "x" is forbidden: ... cannot get resource "pods/log"'."""
+    try:
+        return json.loads(exc.body).get("message") or str(exc.reason)
+    except (TypeError, ValueError):
+        return str(exc.reason)

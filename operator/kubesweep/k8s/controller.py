@@ -358,11 +358,15 @@ class SweepController:
         skip = self.tracker.stats(rec.name).rows
         loop = asyncio.get_running_loop()
 
-        def ended(problem: str | None) -> None:
+        def ended(problem: str | None, permanent: bool) -> None:
             rec.follower = None
             if problem:
                 log.warning("run %s/%s: %s", self.ns, rec.name, problem)
-            if rec.outcome is not None:
+            if permanent:
+                # Without its log the run cannot be judged: say so rather than report it Succeeded.
+                self._end(rec, FAILED, f"LogUnreadable: {problem}")
+                self._spawn(self.kube.suspend_job(self.ns, rec.name))
+            elif rec.outcome is not None:
                 self._end(rec, *rec.outcome)
             elif problem:
                 self._spawn(self._recheck_pod(rec))
