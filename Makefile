@@ -22,8 +22,12 @@ install: $(STAMP) ## create .venv and install kubesweep with its test dependenci
 demo: $(STAMP) ## run the example sweep on this machine (no cluster needed)
 	$(BIN)/kubesweep run examples/digits/sweep.yaml --workdir kubesweep-runs/digits
 
+.PHONY: prepare
+prepare: ## install Debian's prometheus for the metrics test (once; needs root or sudo)
+	bash .ci/prepare
+
 .PHONY: test
-test: $(STAMP) ## run every test (builds the Kubernetes control plane on first use)
+test: $(STAMP) prepare ## run every test (builds the Kubernetes control plane and helm on first use)
 	$(BIN)/python -m pytest
 
 .PHONY: unit
