@@ -21,7 +21,7 @@ class FlakyKube:
     """Answers like an API server, except that the first `fail` writes of each kind get a 500."""
 
     def __init__(self, fail: int):
-        self.fail = {"status": fail, "suspend": fail}
+        self.fail = {"status": fail, "suspend": fail, "job": 0}
         self.suspended, self.events, self.statuses, self.jobs = [], [], {}, []
 
     def _maybe_fail(self, kind):
@@ -39,6 +39,7 @@ class FlakyKube:
         return {**body, "metadata": {**body["metadata"], "uid": "r-" + body["metadata"]["name"]}}, True
 
     async def create_job(self, body):
+        self._maybe_fail("job")
         self.jobs.append(body["metadata"]["name"])
         return True
 
@@ -53,7 +54,7 @@ class FlakyKube:
         self._maybe_fail("suspend")
         self.suspended.append(name)
 
-    async def event(self, obj, type_, reason, message):
+    async def event(self, obj, type_, reason, message, name=None):
         self.events.append((reason, message))
 
 
@@ -85,3 +86,22 @@ def test_a_stop_survives_failing_writes_and_is_announced_once():
     assert kube.statuses["s-0001"]["state"] == "EarlyStopped"
     assert kube.statuses["s-0001"]["decision"]["band"] == 1
     assert kube.statuses["s-0000"]["iteration"] == 1
+
+
+def test_a_failed_job_create_is_retried_for_the_same_run():
+    async def scenario():
+        kube = FlakyKube(fail=0)
+        kube.fail["job"] = 1
+        c = SweepController(kube, SWEEP)
+        await c.start()
+        for _ in range(3):
+            try:
+                await c.reconcile()
+            except ApiException:
+                pass
+        await c.stop()
+        return kube, c
+
+    kube, c = asyncio.run(scenario())
+    assert sorted(kube.jobs) == ["s-0000", "s-0001"], "the run whose Job failed to create got it on retry"
+    assert sorted(c.runs) == ["s-0000", "s-0001"], "no run index skipped or doubled"

@@ -112,18 +112,23 @@ class Kube:
             resp.release_conn()
 
     # -- Events and authentication ----------------------------------------------------------------
-    async def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    async def event(self, obj: dict[str, Any], type_: str, reason: str, message: str, name: str | None = None) -> None:
+        """Post an Event about `obj`. With a `name` it is posted at most once (409: it exists)."""
         meta = obj["metadata"]
         body = {
             "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:12]}", "namespace": meta["namespace"]},
+            "metadata": {"name": name or f"{meta['name']}.{uuid.uuid4().hex[:12]}", "namespace": meta["namespace"]},
             "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"],
                                "namespace": meta["namespace"], "uid": meta["uid"]},
             "type": type_, "reason": reason, "message": message[:1024],
             "source": {"component": "kubesweep"}, "reportingComponent": "kubesweep",
             "firstTimestamp": now_rfc3339(), "lastTimestamp": now_rfc3339(), "count": 1,
         }
-        await self._call(self.core.create_namespaced_event, meta["namespace"], body)
+        try:
+            await self._call(self.core.create_namespaced_event, meta["namespace"], body)
+        except ApiException as exc:
+            if exc.status != 409 or name is None:
+                raise
 
     async def token_review(self, token: str, audience: str) -> dict[str, Any]:
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",

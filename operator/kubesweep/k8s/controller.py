@@ -52,9 +52,10 @@ class RunRecord:
     dirty: bool = True
     pace: float | None = None  # seconds per iteration stored before a restart
     stop_pending: bool = False  # decided EarlyStopped, Job not yet suspended (retried until it is)
-    stop_announce: bool = True  # post the Event when the stop is carried out
+    stop_restored: bool = False  # re-applied after a restart: not a new decision (no latency sample)
     stop_received: float = 0.0  # monotonic time the deciding row arrived (decision latency)
     stopping: bool = False
+    job_created: bool = False  # a failed create is retried by reconcile, never skipped
 
     def seconds(self, now: float) -> float:
         if self.started_at is None:
@@ -102,7 +103,9 @@ class SweepController:
             self.config, self.warnings = loaded.config, list(loaded.warnings)
             self.problems = manifests.template_problems(loaded.config)
         # Events are posted once per spec generation, not again on every operator restart.
-        seen = (self.body.get("status") or {}).get("observedGeneration") == self.body["metadata"].get("generation")
+        stored = self.body.get("status") or {}
+        seen = stored.get("observedGeneration") == self.body["metadata"].get("generation")
+        self.phase = stored.get("phase") or self.phase  # so a restart does not announce a phase again
         if self.problems:
             self.phase, self.reason = "Invalid", "; ".join(self.problems)
             await self.write_sweep_status(force=True)
@@ -152,7 +155,7 @@ class SweepController:
             if rec is not None and self.tracker.stats(rec.name).state == EARLY_STOPPED and not manifests.pod_outcome(pod) \
                     and not pod["metadata"].get("deletionTimestamp"):
                 # Stopped before the restart, but the suspend may not have reached the API server.
-                rec.stop_pending, rec.stop_announce = True, False
+                rec.stop_pending, rec.stop_restored = True, True
             self.on_pod(pod, "ADDED")
         for d in stops:
             self._decided(d, time.monotonic())
@@ -232,6 +235,9 @@ class SweepController:
             if rec.stop_pending and not rec.stopping:
                 await self.apply_stop(rec)
         async with self.lock:
+            for rec in list(self.runs.values()):
+                if not rec.job_created and self.tracker.stats(rec.name).state not in ENDED:
+                    await self._ensure_job(rec)
             step = next_step(self.config, self.progress(), self.cap)
             for _ in range(step.start):
                 index = max((r.index for r in self.runs.values()), default=-1) + 1
@@ -255,7 +261,8 @@ class SweepController:
         assert self.tracker is not None and self.config is not None
         body = manifests.job(rec.obj, self.config, self.push_url)
         try:
-            await self.kube.create_job(body)
+            await self.kube.create_job(body)  # False (409) when an earlier attempt made it
+            rec.job_created = True
         except ApiException as exc:
             if exc.status not in (400, 422):
                 raise
@@ -263,7 +270,7 @@ class SweepController:
             # failed, so a broken template ends the sweep through the failure budget.
             self.tracker.end(rec.name, FAILED, f"InvalidPodTemplate: {_api_message(exc)}")
             rec.dirty = True
-            await self.kube.event(rec.obj, "Warning", "InvalidPodTemplate", _api_message(exc))
+            await self.kube.event(self.body, "Warning", "InvalidPodTemplate", f"{rec.name}: {_api_message(exc)}")
 
     # -- metrics in -------------------------------------------------------------------------------
     def on_rows(self, run: str, rows: Rows, received: float, source: str = "logs") -> list[StopDecision]:
@@ -297,19 +304,20 @@ class SweepController:
         task.add_done_callback(self.tasks.discard)
 
     async def apply_stop(self, rec: RunRecord) -> None:
-        """Record the decision durably first, then stop the pods; a failure is retried by `loop`,
-        and a crash in between is repaired by `restore`."""
+        """Record the decision durably, announce it, then stop the pods. A failure is retried by
+        `loop`; after a crash `restore` repeats the steps, and the Event's fixed name keeps it single."""
         if rec.stopping or not rec.stop_pending:
             return
         rec.stopping = True
         try:
             await self.flush_run(rec)
+            stop = self.tracker.stats(rec.name).stop if self.tracker else None
+            await self.kube.event(self.body, "Normal", "RunEarlyStopped", f"{rec.name}: {stop.message() if stop else 'stopped'}",
+                                  name=f"{rec.name}.early-stopped.{self.uid[:8]}")
             await self.kube.suspend_job(self.ns, rec.name)
             rec.stop_pending = False
-            if rec.stop_announce:
+            if not rec.stop_restored:
                 metrics.DECISION_LATENCY.observe(time.monotonic() - rec.stop_received)
-                stop = self.tracker.stats(rec.name).stop if self.tracker else None
-                await self.kube.event(self.body, "Normal", "RunEarlyStopped", f"{rec.name}: {stop.message() if stop else 'stopped'}")
         except ApiException as exc:
             log.warning("run %s/%s: stopping failed (%s %s: %s); will retry", self.ns, rec.name, exc.status, exc.reason,
                         _api_message(exc))
