@@ -23,6 +23,7 @@ class FlakyKube:
     def __init__(self, fail: int):
         self.fail = {"status": fail, "suspend": fail, "job": 0}
         self.suspended, self.events, self.statuses, self.jobs = [], [], {}, []
+        self.event_names = set()
 
     def _maybe_fail(self, kind):
         if self.fail[kind] > 0:
@@ -55,6 +56,9 @@ class FlakyKube:
         self.suspended.append(name)
 
     async def event(self, obj, type_, reason, message, name=None):
+        if name is not None and name in self.event_names:
+            return  # the API server answers 409 for a second Event of the same name
+        self.event_names.add(name)
         self.events.append((reason, message))
 
 
