@@ -81,3 +81,34 @@ def test_broken_program_exhausts_the_failure_budget_instead_of_looping(tmp_path)
     assert summary["phase"] == "Failed"
     assert summary["runs"]["Failed"] == 3  # more than max_failed_runs 2, then no new run
     assert "FailureBudgetExceeded" in summary["reason"]
+
+
+def test_ctrl_c_stops_every_run_and_reports_them_interrupted_not_failed(tmp_path):
+    import os
+    import signal
+
+    path = _sweep(tmp_path, parameters={"quality": {"values": [1.0, 1.1, 1.2]}, "epochs": {"value": 400}},
+                  early_terminate={"type": "hyperband", "min_iter": 300})
+    work = tmp_path / "work"
+    proc = subprocess.Popen([sys.executable, "-m", "kubesweep.cli", "run", str(path), "--workdir", str(work)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (work / "events.jsonl").exists() or \
+            not (work / "events.jsonl").read_text().count("\n") >= 3:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["phase"] == "Interrupted"
+    assert summary["runs"]["Interrupted"] == 3 and summary["runs"]["Failed"] == 0
+    assert '"state"' not in (work / "events.jsonl").read_text(), "no end is recorded for an interrupted run"
+    ps = subprocess.run(["pgrep", "-f", str(tmp_path / SCRIPT)], capture_output=True, text=True)
+    assert ps.stdout.strip() == "", "no training process outlives kubesweep"
+
+
+def test_a_failed_run_says_why_and_where_its_log_is(tmp_path):
+    path = _sweep(tmp_path, program="missing.py", parallelism=1, max_failed_runs=0)
+    out, summary, work = _run(path, tmp_path)
+    (name, why), = summary["failures"].items()
+    assert "exit code 2" in why and "missing.py" in why and str(work / name / "output.log") in why
+    assert f"failed {name}:" in out.stdout

@@ -14,6 +14,29 @@ from .engine.replay import parse_events, replay
 EXIT_INVALID = 2
 
 
+def _count(minimum: int):
+    """An argparse type: a whole number >= minimum, with a message naming the bound."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _load(path: str) -> cfg.Loaded:
     return cfg.load_file(path)
 
@@ -76,9 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="bands, warnings, iteration budget and the first runs' commands")
     p.add_argument("sweep")
-    p.add_argument("--runs", type=int, help="runs to budget for (default: run_cap, grid size, or 100)")
-    p.add_argument("--commands", type=int, default=0, metavar="K", help="show the first K runs' parameters and argv")
-    p.add_argument("--iterations", type=int, help="iterations one run trains if not stopped (default: from the sweep)")
+    p.add_argument("--runs", type=_count(1), help="runs to budget for (default: run_cap, grid size, or 100)")
+    p.add_argument("--commands", type=_count(0), default=0, metavar="K",
+                   help="show the first K runs' parameters and argv (as the cluster runs them)")
+    p.add_argument("--iterations", type=_count(1), help="iterations one run trains if not stopped (default: from the sweep)")
     p.add_argument("--seed", default="kubesweep", help="sampling seed (the local runner's default; a cluster uses the Sweep's uid)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
@@ -91,11 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the sweep on this machine, one local process per run")
     p.add_argument("sweep")
-    p.add_argument("--parallelism", type=int, help="concurrent runs (default: the sweep's parallelism)")
-    p.add_argument("--run-cap", type=int, help="stop after this many runs (default: the sweep's run_cap)")
+    p.add_argument("--parallelism", type=_count(1), help="concurrent runs (default: the sweep's parallelism)")
+    p.add_argument("--run-cap", type=_count(1), help="stop after this many runs (default: the sweep's run_cap)")
     p.add_argument("--workdir", default="kubesweep-runs", help="where run logs, args files and the replay file go")
     p.add_argument("--seed", default="kubesweep")
-    p.add_argument("--stop-grace", type=float, help="seconds between SIGTERM and SIGKILL (default: the sweep's)")
+    p.add_argument("--stop-grace", type=_seconds, help="seconds between SIGTERM and SIGKILL (default: the sweep's)")
     p.add_argument("--quiet", action="store_true", help="no live progress, only the summary")
     p.set_defaults(func=cmd_run)
 
@@ -118,13 +142,29 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as exc:
         where = getattr(args, "sweep", "")
-        print(f"{where}: invalid sweep" if where else "invalid input", file=sys.stderr)
+        events = getattr(args, "events", None)
+        if events and all(p.field.startswith(events) for p in exc.problems):
+            print(f"{events}: invalid events file", file=sys.stderr)
+        else:
+            print(f"{where}: invalid sweep" if where else "invalid input", file=sys.stderr)
         for problem in exc.problems:
             print(f"  error: {problem}", file=sys.stderr)
         return EXIT_INVALID
     except FileNotFoundError as exc:
         print(f"error: {exc.filename}: no such file", file=sys.stderr)
         return EXIT_INVALID
+    except IsADirectoryError as exc:
+        print(f"error: {exc.filename}: is a directory, not a file", file=sys.stderr)
+        return EXIT_INVALID
+    except NotADirectoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except UnicodeDecodeError as exc:
+        print(f"error: the file is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", file=sys.stderr)
+        return EXIT_INVALID
+    except BrokenPipeError:
+        sys.stderr.close()  # e.g. `kubesweep replay ... | head`: the reader has all it wanted
+        return 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import yaml
 
 from .bands import HyperbandRule
 from .command import WHOLE_ITEM_MACROS
-from .params import Param, parse_parameters
+from .params import Param, flatten, parse_parameters
 from .problems import ConfigError, Problem
 
 WANDB_KEYS = {
@@ -375,9 +375,17 @@ def _surprises(config: SweepConfig) -> list[str]:
                 small = [v for v in values if isinstance(v, int) and v < (last or first)]
                 if small:
                     out.append(f"{p.path}: runs with {p.name} in {small} end before band {last or first} and are never judged there")
-    for item in config.command or ():
+    for p in flatten(config.parameters):
+        if p.distribution in ("log_uniform", "q_log_uniform", "inv_log_uniform") and 0 < p.spec["min"] < p.spec["max"] <= 1:
+            lo, hi = math.exp(p.spec["min"]), math.exp(p.spec["max"])
+            out.append(f"{p.path}: {p.distribution} takes natural-log exponents (W&B), so min {p.spec['min']} and max "
+                       f"{p.spec['max']} sample values near {lo:.3g}..{hi:.3g}; for the values themselves use "
+                       f"{p.distribution}_values")
+        if "min" in p.spec and "max" in p.spec and p.spec["min"] == p.spec["max"] and p.distribution != "constant":
+            out.append(f"{p.path}: min and max are both {p.spec['min']}: every run gets that value (use value: instead)")
+    for i, item in enumerate(config.command or ()):
         if item.startswith("${") and item.endswith("}") and item[2:-1] not in WHOLE_ITEM_MACROS and not item.startswith("${envvar:"):
-            out.append(f"command: {item!r} is not a W&B macro; kubesweep passes it unchanged (the W&B agent would drop it)")
+            out.append(f"command[{i}]: {item!r} is not a W&B macro; kubesweep passes it unchanged (the W&B agent would drop it)")
     return out
 
 

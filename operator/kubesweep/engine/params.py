@@ -1,6 +1,7 @@
 """W&B parameter specs: parsing, validation, random sampling and grid enumeration."""
 from __future__ import annotations
 
+import difflib
 import math
 import random
 from dataclasses import dataclass
@@ -77,7 +78,9 @@ def _parse_one(name: str, path: str, raw: Any, grid: bool, problems: list[Proble
         problems.append(Problem(path, f"must be a mapping such as {{values: [...]}} or {{min: .., max: ..}}, got {raw!r}"))
         return None
     for key in sorted(set(raw) - _SPEC_KEYS):
-        problems.append(Problem(f"{path}.{key}", f"unknown key in a parameter spec; use one of {', '.join(sorted(_SPEC_KEYS))}"))
+        close = difflib.get_close_matches(str(key), sorted(_SPEC_KEYS), n=1)
+        fix = f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(sorted(_SPEC_KEYS))}"
+        problems.append(Problem(f"{path}.{key}", f"unknown key in a parameter spec; {fix}"))
     dist = raw.get("distribution")
     if dist is None:
         dist = _infer(raw)
@@ -134,11 +137,11 @@ def _check(dist: str, path: str, spec: dict[str, Any], problems: list[Problem]) 
             if not float(spec[key]).is_integer():
                 problems.append(Problem(f"{path}.{key}", f"int_uniform needs whole numbers, got {spec[key]}"))
                 return
-    if "min" in spec and "max" in spec and spec["min"] > spec["max"]:
+    if dist in _POSITIVE_BOUNDS and min(spec["min"], spec["max"]) <= 0:
+        problems.append(Problem(path, f"{dist} takes the actual values, which must be positive (min {spec['min']}, "
+                                      f"max {spec['max']}); use bounds such as 1e-6..0.1, or log_uniform with exponents"))
+    elif "min" in spec and "max" in spec and spec["min"] > spec["max"]:
         problems.append(Problem(path, f"min {spec['min']} is above max {spec['max']}; swap them"))
-    if dist in _POSITIVE_BOUNDS and "min" in spec and spec["min"] <= 0:
-        problems.append(Problem(path, f"{dist} takes the actual values, which must be positive (min is {spec['min']}); "
-                                      "use a positive min such as 1e-6, or log_uniform with exponents"))
     for key in ("q", "sigma", "a", "b"):
         if key in spec and spec[key] <= 0:
             problems.append(Problem(f"{path}.{key}", f"must be greater than 0, got {spec[key]}"))

@@ -77,6 +77,6 @@ def replay(config: SweepConfig, events: list[Event]) -> dict[str, Any]:
         "goal": "maximize" if tracker.maximize else "minimize",
         "bands": tracker.bands_for_display(),
         "runs": runs,
-        "best": None if best is None else {"run": best.name, "value": best.best},
-        "warnings": tracker.warnings(),
+        "best": None if best is None else {"run": best.name, "value": best.latest},
+        "warnings": tracker.warnings() + ([] if events else ["the events file holds no events"]),
     }

@@ -121,9 +121,10 @@ class SweepTracker:
         return self.hyperband.checkpoint(run).band_values if self.hyperband else []
 
     def best_run(self) -> RunStats | None:
+        """The run whose latest value is best: W&B ranks runs by their summary, the last value logged."""
         best = None
         for s in self.runs.values():
-            if s.best is not None and (best is None or self._better(s.best, best.best)):
+            if s.latest is not None and (best is None or self._better(s.latest, best.latest)):
                 best = s
         return best
 
@@ -135,6 +136,10 @@ class SweepTracker:
         out = []
         if self.metric and self.runs and not any(s.iterations for s in self.runs.values()):
             seen = sorted(self.keys_seen - {"state"})
+            if self.metric in self.keys_seen:
+                out.append(f"metric {self.metric!r} was reported, but never as a finite number (NaN, inf, text or "
+                           "true/false are not iterations), so nothing can be stopped")
+                return out
             close = difflib.get_close_matches(self.metric, seen, n=1, cutoff=0.6)
             hint = f"; did the script mean {close[0]!r}?" if close else ""
             out.append(

@@ -456,7 +456,7 @@ class SweepController:
     def summary_line(self) -> str:
         usage, states, _ = self.totals()
         best = self.tracker.best_run() if self.tracker else None
-        best_text = f"; best {self.tracker.metric} {best.best:.6g} ({best.name})" if best and self.tracker else ""
+        best_text = f"; best {self.tracker.metric} {best.latest:.6g} ({best.name})" if best and self.tracker else ""
         return (f"{states[SUCCEEDED]} succeeded, {states[EARLY_STOPPED]} early-stopped, {states[FAILED]} failed"
                 f"{best_text}; {usage.iterations_saved} iterations and {usage.gpu_seconds_saved:.0f} GPU-seconds saved")
 
@@ -487,7 +487,7 @@ class SweepController:
             "conditions": conditions,
             "runs": {"total": len(self.runs), "pending": states["Pending"], "running": states[RUNNING],
                      "succeeded": states[SUCCEEDED], "earlyStopped": states[EARLY_STOPPED], "failed": states[FAILED]},
-            "best": None if best is None else {"run": best.name, "value": best.best, "iteration": best.iterations},
+            "best": None if best is None else {"run": best.name, "value": best.latest, "iteration": best.iterations},
             "bands": self.tracker.bands_for_display()[:64],
             "warnings": [w[:1024] for w in warnings],
             "iterationsTrained": usage.iterations_trained,

@@ -33,7 +33,7 @@ class SweepCollector(Collector):
         used = CounterMetricFamily("kubesweep_gpu_seconds_used", "GPUs requested x seconds each run has run.", labels=labels)
         gsaved = CounterMetricFamily("kubesweep_gpu_seconds_saved", "Iterations saved x the run's seconds per iteration x its GPUs.", labels=labels)
         stops = CounterMetricFamily("kubesweep_early_stops", "Runs stopped early, by band (in iterations).", labels=labels + ["band"])
-        best = GaugeMetricFamily("kubesweep_best_value", "Best value of the sweep metric over all runs.", labels=labels)
+        best = GaugeMetricFamily("kubesweep_best_value", "Latest value of the best run (runs ranked by their last value, as W&B does).", labels=labels)
         for c in list(self.controllers()):
             if c.tracker is None:
                 continue
@@ -48,8 +48,8 @@ class SweepCollector(Collector):
             for band, n in sorted(bands.items()):
                 stops.add_metric(key + [str(band)], n)
             b = c.tracker.best_run()
-            if b is not None and b.best is not None:
-                best.add_metric(key, b.best)
+            if b is not None and b.latest is not None:
+                best.add_metric(key, b.latest)
         yield from (runs, trained, saved, used, gsaved, stops, best)
 
 

@@ -40,6 +40,9 @@ class LocalRun:
     exit_code: int | None = None
     planned: int | None = None
     stop_sent: bool = False
+    interrupted: bool = False  # stopped by Ctrl-C, not by Hyperband and not by itself
+    last_line: str = ""
+    failure: str | None = None
     log: TextIO | None = field(default=None, repr=False)
 
     @property
@@ -55,6 +58,8 @@ def _json_safe(v: Any) -> Any:
 
 class LocalSweep:
     def __init__(self, loaded: Loaded, sweep_file: Path, args: argparse.Namespace):
+        if Path(args.workdir).exists() and not Path(args.workdir).is_dir():
+            raise NotADirectoryError(f"--workdir {args.workdir} exists and is not a directory")
         self.config = loaded.config
         self.warnings = loaded.warnings
         self.cwd = sweep_file.resolve().parent
@@ -74,6 +79,7 @@ class LocalSweep:
         self.events: TextIO | None = None
         self.event_count = 0
         self.began = time.monotonic()
+        self.warned_no_metric = False
 
     # -- output -----------------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -129,6 +135,7 @@ class LocalSweep:
             return True
         run.started = time.monotonic()
         self.runs[name] = run
+        self.tracker.stats(name)  # Running from now, so the status line counts it
         self.say(f"{name} started: {' '.join(argv[2:]) if len(argv) > 2 else ' '.join(argv)}")
         asyncio.ensure_future(self.follow(run))
         return True
@@ -138,6 +145,8 @@ class LocalSweep:
         async for raw in run.proc.stdout:
             line = raw.decode("utf-8", "replace")
             run.log.write(line)
+            if line.strip():
+                run.last_line = line
             row = parse_line(line)
             if row is None:
                 continue
@@ -148,12 +157,23 @@ class LocalSweep:
         run.ended = time.monotonic()
         run.log.close()
         stats = self.tracker.stats(run.name)
-        if stats.state == RUNNING:
+        if stats.state == RUNNING and run.interrupted:
+            pass  # stopped by Ctrl-C: neither finished nor failed, and not in the replay file
+        elif stats.state == RUNNING:
             ok = run.exit_code == 0
             reason = "Completed" if ok else _exit_reason(run.exit_code)
             self.tracker.end(run.name, SUCCEEDED if ok else FAILED, reason)
             self.record({"run": run.name, "state": "finished" if ok else "failed"})
-            self.say(f"{run.name} {'succeeded' if ok else 'FAILED (' + reason + ')'} after {stats.iterations} iterations")
+            if ok:
+                self.say(f"{run.name} succeeded after {stats.iterations} iterations")
+            else:
+                run.failure = f"{reason}; last output: {run.last_line.strip()[:200]!r}; log: {run.log.name}"
+                self.say(f"{run.name} FAILED: {run.failure}")
+            if stats.iterations == 0 and self.tracker.metric and not self.warned_no_metric:
+                self.warned_no_metric = True
+                self.say(f"warning: {run.name} ended without one finite value of {self.tracker.metric!r}; "
+                         f"its last line was {run.last_line.strip()[:200]!r}. Print e.g. "
+                         f"'{self.tracker.metric}=0.42' or a JSON object line once per epoch.")
         self.wake.set()
 
     def stop(self, d: StopDecision) -> None:
@@ -184,7 +204,7 @@ class LocalSweep:
             if self.progress().active == 0:
                 step = next_step(self.config, self.progress(), self.cap, self.parallelism)
                 if self.interrupted or step.start == 0:
-                    self.phase_reason = "interrupted" if self.interrupted else step.reason
+                    self.phase_reason = "stopped by Ctrl-C" if self.interrupted else step.reason
                     return "Interrupted" if self.interrupted else step.phase
                 continue
             self.wake.clear()
@@ -200,9 +220,10 @@ class LocalSweep:
         if self.interrupted:
             return
         self.interrupted = True
-        self.say("interrupted: stopping every run (SIGTERM), no new runs")
+        self.say(f"interrupted: stopping every run (SIGTERM, then SIGKILL after {self.grace:g} s), no new runs")
         for run in self.runs.values():
             if run.proc is not None and run.proc.returncode is None:
+                run.interrupted = True
                 _signal_group(run.proc, signal.SIGTERM)
                 asyncio.get_running_loop().call_later(self.grace, _signal_group, run.proc, signal.SIGKILL)
         self.wake.set()
@@ -210,7 +231,7 @@ class LocalSweep:
     def status_line(self) -> str:
         t = self.tracker
         best = t.best_run()
-        best_text = f" | best {t.metric} {best.best:.4g} ({best.name})" if best else ""
+        best_text = f" | best {t.metric} {best.latest:.4g} ({best.name})" if best else ""
         return (f"running {t.count(RUNNING)} | succeeded {t.count(SUCCEEDED)} | early-stopped {t.count(EARLY_STOPPED)}"
                 f" | failed {t.count(FAILED)}{best_text}")
 
@@ -227,9 +248,12 @@ class LocalSweep:
             "sweep": self.name,
             "phase": phase,
             "reason": self.phase_reason,
-            "runs": {state: self.tracker.count(state) for state in (SUCCEEDED, EARLY_STOPPED, FAILED)},
+            "runs": {**{state: self.tracker.count(state) for state in (SUCCEEDED, EARLY_STOPPED, FAILED)},
+                     "Interrupted": sum(1 for r in self.runs.values() if r.interrupted
+                                        and self.tracker.stats(r.name).state == RUNNING)},
+            "failures": {r.name: r.failure for r in self.runs.values() if r.failure},
             "best": None if best is None else {
-                "run": best.name, "value": best.best, "metric": self.tracker.metric,
+                "run": best.name, "value": best.latest, "metric": self.tracker.metric,
                 "parameters": self.runs[best.name].params,
             },
             "iterations_trained": usage.iterations_trained,
@@ -267,7 +291,8 @@ def _exit_reason(code: int | None) -> str:
 def render_summary(s: dict[str, Any]) -> str:
     lines = [f"sweep {s['sweep']}: {s['phase']} ({s['reason']})"]
     r = s["runs"]
-    lines.append(f"runs: {r['Succeeded']} succeeded, {r['EarlyStopped']} early-stopped, {r['Failed']} failed")
+    lines.append(f"runs: {r['Succeeded']} succeeded, {r['EarlyStopped']} early-stopped, {r['Failed']} failed"
+                 + (f", {r['Interrupted']} interrupted" if r["Interrupted"] else ""))
     if s["best"]:
         b = s["best"]
         lines.append(f"best run: {b['run']}  {b['metric']} = {b['value']:.6g}  parameters {json.dumps(b['parameters'])}")
@@ -275,9 +300,12 @@ def render_summary(s: dict[str, Any]) -> str:
     lines.append(f"iterations trained: {s['iterations_trained']}"
                  + (f" of {full} without early termination" if full else ""))
     lines.append(f"iterations saved by early termination: {s['iterations_saved']}"
-                 f"  (~{s['run_seconds_saved']:.1f} run-seconds of {s['run_seconds_used']:.1f} used)")
+                 f"  (~{s['run_seconds_saved']:.1f} s of training time, at each stopped run's own pace; "
+                 f"{s['run_seconds_used']:.1f} s used by all runs, start-up included)")
     for stop in s["stops"]:
         lines.append(f"  stopped {stop['run']} at band {stop['band']}: {stop['value']:.4g} worse than {stop['threshold']:.4g}")
+    for name, why in s["failures"].items():
+        lines.append(f"  failed {name}: {why}")
     for w in s["warnings"]:
         lines.append(f"warning: {w}")
     lines.append(f"replay file: {s['events_file']}")
