@@ -28,7 +28,7 @@ def plan(loaded: Loaded, runs: int | None, commands: int, seed: str, iterations:
         "method": config.method,
         "metric": None if config.metric is None else {"name": config.metric.name, "goal": config.metric.goal},
         "runs": n_runs,
-        "runs_source": "--runs" if runs else ("run_cap/grid size" if size else f"default {DEFAULT_RUNS} (no run_cap)"),
+        "runs_source": "--runs" if runs else (_size_source(config, size) if size else f"default {DEFAULT_RUNS} (no run_cap)"),
         "early_terminate": None,
         "warnings": warnings,
     }
@@ -47,6 +47,16 @@ def plan(loaded: Loaded, runs: int | None, commands: int, seed: str, iterations:
         out["early_terminate"] = {
             "bands": bands, "bounded": rule.bounded, "eta": rule.eta, "strict": rule.strict, "derivation": rule.explain(),
         }
+    if planned and rule is not None:
+        bands_in_run = rule.bands_up_to(planned)
+        if bands_in_run and bands_in_run[-1] == planned:
+            warnings.append(f"early_terminate: band {planned} equals the run length ({planned} iterations from {source}): "
+                            "runs are judged at their last iteration, where a stop saves nothing and SIGTERM can "
+                            "interrupt a run as it saves its results")
+        if bands_in_run and bands_in_run[0] * 10 <= planned:
+            warnings.append(f"early_terminate: the first band is iteration {bands_in_run[0]} of {planned}: runs are "
+                            "compared that early, so if fast-learning runs plateau higher, the eventual best run "
+                            "can be stopped there (benchmarks/README.md, Savings)")
     if planned:
         est = estimate_budget(rule, n_runs, planned)
         out["budget"] = {
@@ -86,12 +96,19 @@ def render(p: dict[str, Any]) -> str:
     if b:
         lines.append(f"iterations per run: {b['iterations_per_run']} (from {b['iterations_per_run_source']})")
         lines.append(f"iteration budget without early termination: {b['without_early_termination']}")
-        lines.append(f"iteration budget with early termination (lockstep estimate): {b['with_early_termination_estimate']}"
-                     f"  ({b['saved_fraction_estimate']:.0%} saved)")
+        lines.append(f"iteration budget with early termination (estimate): {b['with_early_termination_estimate']}"
+                     f"  ({b['saved_fraction_estimate']:.0%} saved; runs in lockstep: with about 10 or more at once a "
+                     "sweep trains close to this, run one at a time up to ~30% more)")
         for a in b["runs_alive_after_band"]:
-            lines.append(f"  after band {a['band']}: {a['runs']} runs keep training")
+            lines.append(f"  after band {a['band']}: {a['runs']} run{'s' if a['runs'] != 1 else ''} keep training")
     for w in p["warnings"]:
         lines.append(f"warning: {w}")
     for c in p["commands"]:
         lines.append(f"run {c['index']}: {shlex.join(c['argv'])}")
     return "\n".join(lines)
+
+
+def _size_source(config: Any, size: int) -> str:
+    if config.run_cap == size:
+        return "run_cap"
+    return "grid size"

@@ -37,11 +37,12 @@ def next_step(config: SweepConfig, progress: Progress, cap: int | None, parallel
         reason = (f"FailureBudgetExceeded: {progress.failed} runs failed, more than max_failed_runs "
                   f"{config.max_failed_runs}; no new runs are started")
         return Step(0, PHASE_FAILED, reason)
+    budget = f"{progress.failed} of at most {config.max_failed_runs} failed runs"
     remaining = None if cap is None else max(cap - progress.started, 0)
     if progress.exhausted or remaining == 0:
         if progress.active:
-            return Step(0, PHASE_RUNNING, f"all {progress.started} runs started; {progress.active} still going")
-        return Step(0, PHASE_SUCCEEDED, f"all {progress.started} runs ended")
+            return Step(0, PHASE_RUNNING, f"all {progress.started} runs started; {progress.active} still going; {budget}")
+        return Step(0, PHASE_SUCCEEDED, f"all {progress.started} runs ended; {budget}")
     free = max((parallelism or config.parallelism) - progress.active, 0)
     start = free if remaining is None else min(free, remaining)
-    return Step(start, PHASE_RUNNING, f"{progress.active + start} runs going")
+    return Step(start, PHASE_RUNNING, f"{progress.active + start} runs going; {budget}")
