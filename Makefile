@@ -55,6 +55,13 @@ image: ## build the operator image (needs a container engine)
 crds: ## copy crds/ into the chart (a test checks they are equal)
 	cp crds/*.yaml charts/kubesweep/crds/
 
+.PHONY: bench
+bench: $(STAMP) ## every benchmark table in benchmarks/README.md (~30 min: engine, savings, operator at scale)
+	$(BIN)/python benchmarks/engine_bench.py
+	$(BIN)/python benchmarks/savings.py
+	$(BIN)/python benchmarks/operator_scale.py
+	$(BIN)/python benchmarks/operator_scale.py --runs 200
+
 .PHONY: cluster
 cluster: $(STAMP) ## start a local control plane (built from source on first use); prints its KUBECONFIG
 	$(BIN)/python -m kubesweep.devcluster up --workdir .devcluster
