@@ -32,7 +32,11 @@ def _json(resp: Any) -> Any:
 
 class Kube:
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None):
-        self.client = api_client or kubernetes.client.ApiClient()
+        if api_client is None:
+            conf = kubernetes.client.Configuration.get_default_copy()
+            conf.connection_pool_maxsize = 256  # every running pod's log stream holds a connection
+            api_client = kubernetes.client.ApiClient(conf)
+        self.client = api_client
         self.core = kubernetes.client.CoreV1Api(self.client)
         self.batch = kubernetes.client.BatchV1Api(self.client)
         self.custom = kubernetes.client.CustomObjectsApi(self.client)

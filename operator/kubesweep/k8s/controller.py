@@ -33,6 +33,8 @@ from .records import now_rfc3339, parse_time, run_status, stats_from_status
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
+PROGRESS_SECONDS = 10.0  # iteration counts in SweepRun status refresh this often; the log is the truth
+CREATE_CONCURRENCY = 16  # API calls in flight while backfilling or writing statuses
 MAX_WARNINGS = 20
 
 
@@ -56,6 +58,9 @@ class RunRecord:
     stop_received: float = 0.0  # monotonic time the deciding row arrived (decision latency)
     stopping: bool = False
     job_created: bool = False  # a failed create is retried by reconcile, never skipped
+    urgent: bool = True  # a state change: written on the next flush; mere progress waits PROGRESS_SECONDS
+    written_at: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one status write at a time, newest last
 
     def seconds(self, now: float) -> float:
         if self.started_at is None:
@@ -91,6 +96,9 @@ class SweepController:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.transitions: dict[str, tuple[str, str]] = {}
         self.record: Any = None
+        self.next_index = 0
+        self.unborn: dict[int, dict[str, Any]] = {}  # sampled runs whose SweepRun create failed: retried first
+        self.slots = asyncio.Semaphore(CREATE_CONCURRENCY)
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -146,6 +154,7 @@ class SweepController:
             stats.stop = self._stored_decision(rec.name, status)
             self.tracker.restore(rec.name, stats, bands)
             rec.dirty = False
+        self.next_index = max((r.index for r in self.runs.values()), default=-1) + 1
         stops = self.tracker.evaluate_all()  # thresholds may have moved while nobody was watching
         for rec in self.runs.values():
             if self.tracker.stats(rec.name).state not in ENDED:
@@ -221,7 +230,8 @@ class SweepController:
     def progress(self) -> Progress:
         assert self.tracker is not None
         active = sum(1 for r in self.runs.values() if self.tracker.stats(r.name).state not in ENDED)
-        return Progress(len(self.runs), active, self.tracker.count(FAILED), self.exhausted)
+        return Progress(len(self.runs) + len(self.unborn), active + len(self.unborn), self.tracker.count(FAILED),
+                        self.exhausted)
 
     def results(self) -> list[Result]:
         assert self.tracker is not None
@@ -239,16 +249,19 @@ class SweepController:
                 if not rec.job_created and self.tracker.stats(rec.name).state not in ENDED:
                     await self._ensure_job(rec)
             step = next_step(self.config, self.progress(), self.cap)
-            for _ in range(step.start):
-                index = max((r.index for r in self.runs.values()), default=-1) + 1
-                params = self.sampler.suggest(index, self.results() if self.config.method == "bayes" else [])
+            results = self.results() if self.config.method == "bayes" else []
+            for _ in range(step.start):  # sample in order, then create concurrently
+                params = self.sampler.suggest(self.next_index, results)
                 if params is None:
                     self.exhausted = True
                     break
-                obj, _ = await self.kube.create_sweeprun(manifests.sweeprun(self.body, index, params, self.config))
-                rec = self._record(obj)
-                self.tracker.stats(rec.name)
-                await self._ensure_job(rec)
+                self.unborn[self.next_index] = params
+                self.next_index += 1
+            outcomes = await asyncio.gather(*(self._create_run(i, p) for i, p in sorted(self.unborn.items())),
+                                            return_exceptions=True)
+            for failure in outcomes:
+                if isinstance(failure, Exception):
+                    raise failure  # logged by loop(); the run is created on the next pass
             step = next_step(self.config, self.progress(), self.cap)
             if step.phase != self.phase:
                 if step.phase == PHASE_FAILED:
@@ -256,6 +269,16 @@ class SweepController:
                 elif step.phase == PHASE_SUCCEEDED:
                     await self.kube.event(self.body, "Normal", "SweepComplete", self.summary_line())
             self.phase, self.reason = step.phase, step.reason
+
+    async def _create_run(self, index: int, params: dict[str, Any]) -> None:
+        """SweepRun, then Job, for one sampled run; idempotent by name, so a retry is safe."""
+        assert self.config is not None and self.tracker is not None
+        async with self.slots:
+            obj, _ = await self.kube.create_sweeprun(manifests.sweeprun(self.body, index, params, self.config))
+            del self.unborn[index]
+            rec = self._record(obj)
+            self.tracker.stats(rec.name)
+            await self._ensure_job(rec)
 
     async def _ensure_job(self, rec: RunRecord) -> None:
         assert self.tracker is not None and self.config is not None
@@ -269,7 +292,7 @@ class SweepController:
             # The API server refused the pod template: this run can never start. It counts as
             # failed, so a broken template ends the sweep through the failure budget.
             self.tracker.end(rec.name, FAILED, f"InvalidPodTemplate: {_api_message(exc)}")
-            rec.dirty = True
+            rec.dirty = rec.urgent = True
             await self.kube.event(self.body, "Warning", "InvalidPodTemplate", f"{rec.name}: {_api_message(exc)}")
 
     # -- metrics in -------------------------------------------------------------------------------
@@ -289,7 +312,7 @@ class SweepController:
 
     def _decided(self, d: StopDecision, received: float) -> None:
         rec = self.runs[d.run]
-        rec.stop_pending, rec.stop_received, rec.dirty = True, received, True
+        rec.stop_pending, rec.stop_received, rec.dirty, rec.urgent = True, received, True, True
         self._spawn(self.apply_stop(rec))
 
     def _record_event(self, obj: dict[str, Any]) -> None:
@@ -334,7 +357,7 @@ class SweepController:
         name = pod["metadata"]["name"]
         state = self.tracker.stats(rec.name).state
         if rec.pod is None:
-            rec.pod, rec.dirty = name, True
+            rec.pod, rec.dirty, rec.urgent = name, True, True
         elif rec.pod != name:
             if state not in ENDED:
                 # The first pod vanished and the Job made another: its log would restart at epoch 1.
@@ -344,7 +367,7 @@ class SweepController:
         status = pod.get("status") or {}
         if rec.started_at is None and status.get("phase") in ("Running", "Succeeded", "Failed"):
             rec.started_at = parse_time(status.get("startTime")) or time.time()
-            rec.dirty = True
+            rec.dirty = rec.urgent = True
         outcome = manifests.pod_outcome(pod)
         if outcome is not None and rec.outcome is None:
             rec.outcome = outcome
@@ -396,21 +419,41 @@ class SweepController:
         self._record_event({"run": rec.name, "state": "finished" if state == SUCCEEDED else "failed"})
         self.tracker.end(rec.name, SUCCEEDED if state == SUCCEEDED else FAILED, reason)
         rec.ended_at = rec.ended_at or time.time()
-        rec.dirty = True
+        rec.dirty = rec.urgent = True
         if state == FAILED:
             self._spawn(self.kube.event(self.body, "Warning", "RunFailed", f"{rec.name} failed: {reason}"))
         self.poke()  # backfill now
 
     # -- statuses out -----------------------------------------------------------------------------
     async def flush(self) -> None:
-        for rec in list(self.runs.values()):
-            if rec.dirty:
+        now = time.monotonic()
+        due = [r for r in self.runs.values() if r.dirty and not r.lock.locked()
+               and (r.urgent or now - r.written_at >= PROGRESS_SECONDS)]
+
+        async def write(rec: RunRecord) -> None:
+            async with self.slots:
                 await self.flush_run(rec)
+
+        outcomes = await asyncio.gather(*(write(r) for r in due), return_exceptions=True)
         await self.write_sweep_status()
+        for failure in outcomes:
+            if isinstance(failure, Exception):
+                raise failure
 
     async def flush_run(self, rec: RunRecord) -> None:
+        """Write the run's status now. Writes of one run never overlap, so the newest state lands last."""
         assert self.tracker is not None
-        rec.dirty = False
+        async with rec.lock:
+            rec.dirty = rec.urgent = False
+            try:
+                await self.kube.patch_sweeprun_status(self.ns, rec.name, self._run_status(rec))
+            except Exception:
+                rec.dirty = rec.urgent = True  # written on the next flush
+                raise
+            rec.written_at = time.monotonic()
+
+    def _run_status(self, rec: RunRecord) -> dict[str, Any]:
+        assert self.tracker is not None
         stats = self.tracker.stats(rec.name)
         usage = self.usage(rec)
         extra = {
@@ -421,16 +464,10 @@ class SweepController:
             "gpuSeconds": round(usage.gpu_seconds_used, 3),
             "secondsPerIteration": _round(stats.seconds_per_iteration() or rec.pace),
         }
-        if stats.state == RUNNING and rec.started_at is None:
-            extra["state"] = "Pending"
         status = run_status(stats, self.tracker.bands_reached(), self.tracker.band_values(rec.name), stats.rows, extra)
-        if "state" in extra:
-            status["state"] = extra["state"]
-        try:
-            await self.kube.patch_sweeprun_status(self.ns, rec.name, status)
-        except Exception:
-            rec.dirty = True  # written on the next flush
-            raise
+        if stats.state == RUNNING and rec.started_at is None:
+            status["state"] = "Pending"
+        return status
 
     def usage(self, rec: RunRecord) -> Usage:
         assert self.tracker is not None

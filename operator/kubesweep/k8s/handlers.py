@@ -67,6 +67,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.batching.batch_window = 0.05
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one INFO line per pod event is noise
     # Blocking client calls run in threads; the default pool (cores + 4) is too small for 200 runs.
     asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=32))
     if op.metrics_port:
@@ -126,4 +127,4 @@ async def pod_event(type: str, body: kopf.Body, **_: Any) -> None:
     labels = body["metadata"].get("labels") or {}
     controller = _op().find(body["metadata"]["namespace"], labels.get(manifests.LABEL_SWEEP, ""))
     if controller is not None and controller.tracker is not None:
-        controller.on_pod(_plain(body), type or "ADDED")
+        controller.on_pod(body, type or "ADDED")  # read-only use: no copy (this is the hottest handler)
