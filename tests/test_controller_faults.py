@@ -24,6 +24,7 @@ class FlakyKube:
         self.fail = {"status": fail, "suspend": fail, "job": 0}
         self.suspended, self.events, self.statuses, self.jobs = [], [], {}, []
         self.event_names = set()
+        self.deleted_pods = []
 
     def _maybe_fail(self, kind):
         if self.fail[kind] > 0:
@@ -55,6 +56,9 @@ class FlakyKube:
         self._maybe_fail("suspend")
         self.suspended.append(name)
 
+    async def delete_pod(self, ns, name, grace_seconds):
+        self.deleted_pods.append((name, grace_seconds))
+
     async def event(self, obj, type_, reason, message, name=None):
         if name is not None and name in self.event_names:
             return  # the API server answers 409 for a second Event of the same name
@@ -70,7 +74,7 @@ def test_a_stop_survives_failing_writes_and_is_announced_once():
         await c.reconcile()
         assert kube.jobs == ["s-0000", "s-0001"]
         for rec in c.runs.values():
-            rec.started_at = 1.0
+            rec.started_at, rec.pod = 1.0, rec.name + "-pod"
         c.on_rows("s-0000", [{"loss": 0.1}], 0.0)
         decisions = c.on_rows("s-0001", [{"loss": 0.9}], 0.0)
         assert [d.run for d in decisions] == ["s-0001"]
@@ -86,6 +90,7 @@ def test_a_stop_survives_failing_writes_and_is_announced_once():
 
     kube, c = asyncio.run(scenario())
     assert kube.suspended == ["s-0001"], "suspended exactly once, after the failures"
+    assert kube.deleted_pods == [("s-0001-pod", 30)], "its pod gets SIGTERM with the sweep's grace period"
     assert [r for r, _ in kube.events if r == "RunEarlyStopped"] == ["RunEarlyStopped"]
     assert kube.statuses["s-0001"]["state"] == "EarlyStopped"
     assert kube.statuses["s-0001"]["decision"]["band"] == 1

@@ -91,6 +91,15 @@ class Kube:
             if exc.status != 404:
                 raise
 
+    async def delete_pod(self, ns: str, name: str, grace_seconds: int) -> None:
+        """SIGTERM now (the kubelet gives the grace period): a busy Job controller may take many
+        seconds to act on a suspend; a suspended Job never replaces the pod."""
+        try:
+            await self._call(self.core.delete_namespaced_pod, name, ns, grace_period_seconds=grace_seconds)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
     async def list_run_pods(self, ns: str, sweep: str) -> list[dict[str, Any]]:
         out = await self._call(self.core.list_namespaced_pod, ns, label_selector=f"{LABEL_SWEEP}={sweep},{LABEL_RUN}")
         return out["items"]

@@ -338,6 +338,8 @@ class SweepController:
             await self.kube.event(self.body, "Normal", "RunEarlyStopped", f"{rec.name}: {stop.message() if stop else 'stopped'}",
                                   name=f"{rec.name}.early-stopped.{self.uid[:8]}")
             await self.kube.suspend_job(self.ns, rec.name)
+            if rec.pod and self.config is not None:
+                await self.kube.delete_pod(self.ns, rec.pod, self.config.stop_grace_period_seconds)
             rec.stop_pending = False
             if not rec.stop_restored:
                 metrics.DECISION_LATENCY.observe(time.monotonic() - rec.stop_received)
