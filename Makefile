@@ -39,8 +39,9 @@ e2e: $(STAMP) ## run only the tests against the real control plane
 	$(BIN)/python -m pytest -m cluster tests/cluster
 
 .PHONY: lint
-lint: $(STAMP) ## layer contracts (the engine imports no Kubernetes code)
+lint: $(STAMP) ## layer contracts (the engine imports no Kubernetes code) and pyflakes-level checks
 	$(BIN)/lint-imports
+	$(BIN)/ruff check --select F,E9 operator tests benchmarks
 
 .PHONY: chart
 chart: $(STAMP) ## lint and package the Helm chart (helm is built from source on first use)

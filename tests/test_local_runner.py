@@ -84,7 +84,6 @@ def test_broken_program_exhausts_the_failure_budget_instead_of_looping(tmp_path)
 
 
 def test_ctrl_c_stops_every_run_and_reports_them_interrupted_not_failed(tmp_path):
-    import os
     import signal
 
     path = _sweep(tmp_path, parameters={"quality": {"values": [1.0, 1.1, 1.2]}, "epochs": {"value": 400}},

@@ -127,3 +127,31 @@ def wait():
 @pytest.fixture(scope="session")
 def control_plane_dir(control_plane: ControlPlane) -> Path:
     return control_plane.workdir
+
+
+SIM_EPOCH = 0.2  # seconds per simulated epoch in the operator tests
+
+
+@pytest.fixture(scope="module")
+def sim(control_plane, request):
+    """2 simulated nodes x 8 GPUs for one test module, in a pool of their own (nodeSelector
+    `kubesweep.dev/sim-pool: <sim.pool>`), so modules never take each other's GPUs."""
+    import uuid
+
+    from kubesweep.devcluster.simkubelet import SimKubelet, gpu_nodes  # lazy: aiohttp
+
+    from .operator_fixtures import POOL_LABEL
+
+    pool = f"{request.module.__name__.rsplit('.', 1)[-1].replace('test_', '').replace('_', '')[:6]}-{uuid.uuid4().hex[:6]}"
+    nodes = gpu_nodes(2, gpus=8, prefix=f"{pool}-gpu-", labels={POOL_LABEL: pool})
+    with SimKubelet.for_control_plane(control_plane, nodes, epoch_seconds=SIM_EPOCH) as s:
+        s.pool = pool  # type: ignore[attr-defined]
+        yield s
+
+
+@pytest.fixture(scope="module")
+def crds(kubectl):
+    from .operator_fixtures import ROOT
+
+    kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "crd/sweeps.kubesweep.io", "crd/sweepruns.kubesweep.io")

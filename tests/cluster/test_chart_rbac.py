@@ -16,7 +16,6 @@ import json
 import os
 import re
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -26,10 +25,9 @@ from typing import Any
 import pytest
 import yaml
 
-from kubesweep.devcluster.simkubelet import SimKubelet, gpu_nodes
 
 from .conftest import SKIP_ENV, _skip_cluster, wait_for
-from .operator_fixtures import POOL_LABEL, ROOT, OperatorProcess, apply, get, new_namespace, sim_sweep
+from .operator_fixtures import ROOT, OperatorProcess, apply, get, new_namespace, sim_sweep
 
 pytestmark = pytest.mark.cluster
 
@@ -78,19 +76,8 @@ def docs_of(manifest: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(manifest) if d]
 
 
-@pytest.fixture(scope="module")
-def crds(kubectl):
-    kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "crd/sweeps.kubesweep.io", "crd/sweepruns.kubesweep.io")
 
 
-@pytest.fixture(scope="module")
-def sim(control_plane):
-    pool = f"rbac-{uuid.uuid4().hex[:6]}"
-    nodes = gpu_nodes(2, gpus=8, prefix=f"{pool}-gpu-", labels={POOL_LABEL: pool})
-    with SimKubelet.for_control_plane(control_plane, nodes, epoch_seconds=EPOCH) as s:
-        s.pool = pool  # type: ignore[attr-defined]
-        yield s
 
 
 def ensure_namespace(kubectl, name: str) -> None:

@@ -7,34 +7,21 @@ and Sweep status, Events and Prometheus metrics.
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 
-from kubesweep.devcluster.simkubelet import SimKubelet, gpu_nodes
 from kubesweep.engine import config as sweep_config
 from kubesweep.engine.replay import parse_events, replay
 
 from .conftest import wait_for
-from .operator_fixtures import POOL_LABEL, OperatorProcess, apply, get, new_namespace, sim_sweep
+from .operator_fixtures import OperatorProcess, apply, get, new_namespace, sim_sweep
 
 pytestmark = pytest.mark.cluster
 EPOCH = 0.2
 
 
-@pytest.fixture(scope="module")
-def sim(control_plane):
-    pool = f"op-{uuid.uuid4().hex[:6]}"
-    nodes = gpu_nodes(2, gpus=8, prefix=f"{pool}-gpu-", labels={POOL_LABEL: pool})
-    with SimKubelet.for_control_plane(control_plane, nodes, epoch_seconds=EPOCH) as s:
-        s.pool = pool  # type: ignore[attr-defined]
-        yield s
 
 
-@pytest.fixture(scope="module")
-def crds(kubectl, root_dir):
-    kubectl("apply", "--server-side", "-f", str(root_dir / "crds"))
-    kubectl("wait", "--for=condition=Established", "crd/sweeps.kubesweep.io", "crd/sweepruns.kubesweep.io")
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,13 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 
-from kubesweep.devcluster.simkubelet import SimKubelet, gpu_nodes
 
 from .conftest import SKIP_ENV, _skip_cluster, wait_for
-from .operator_fixtures import POOL_LABEL, ROOT, OperatorProcess, apply, free_port, get, new_namespace, sim_sweep
+from .operator_fixtures import OperatorProcess, apply, free_port, get, new_namespace, sim_sweep
 
 pytestmark = pytest.mark.cluster
 
@@ -45,19 +43,8 @@ def _need(path: Path) -> None:
                 pytrace=False)
 
 
-@pytest.fixture(scope="module")
-def sim(control_plane):
-    pool = f"prom-{uuid.uuid4().hex[:6]}"
-    nodes = gpu_nodes(2, gpus=8, prefix=f"{pool}-gpu-", labels={POOL_LABEL: pool})
-    with SimKubelet.for_control_plane(control_plane, nodes, epoch_seconds=EPOCH) as s:
-        s.pool = pool  # type: ignore[attr-defined]
-        yield s
 
 
-@pytest.fixture(scope="module")
-def crds(kubectl):
-    kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "crd/sweeps.kubesweep.io", "crd/sweepruns.kubesweep.io")
 
 
 @pytest.fixture
