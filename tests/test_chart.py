@@ -37,20 +37,6 @@ def _skip_env() -> bool:
     return os.environ.get(SKIP_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-@pytest.fixture(scope="session")
-def helm() -> str:
-    try:
-        proc = subprocess.run(["bash", str(BUILD_HELM)], capture_output=True, text=True, timeout=1700)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        problem = f"hack/build-helm.sh did not run to the end: {e}"
-    else:
-        path = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-        if proc.returncode == 0 and path and os.access(path, os.X_OK):
-            return path
-        problem = f"hack/build-helm.sh exited {proc.returncode}:\n{proc.stderr[-3000:]}"
-    if _skip_env():
-        pytest.skip(f"{SKIP_ENV}=1 and helm could not be built, so the chart is not rendered: {problem}")
-    pytest.fail(f"helm is needed to test the chart and could not be built: {problem}")
 
 
 def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:

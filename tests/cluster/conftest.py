@@ -155,3 +155,23 @@ def crds(kubectl):
 
     kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd/sweeps.kubesweep.io", "crd/sweepruns.kubesweep.io")
+
+
+@pytest.fixture
+def namespace(kubectl, crds):
+    """A fresh namespace (with its default ServiceAccount) per test, deleted afterwards."""
+    from .operator_fixtures import new_namespace
+
+    ns = new_namespace(kubectl)
+    yield ns
+    kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.fixture
+def operator(control_plane, namespace, tmp_path):
+    """The real `kubesweep operator` process watching `namespace`, with the admin kubeconfig."""
+    from .operator_fixtures import OperatorProcess
+
+    op = OperatorProcess(control_plane.kubeconfig, namespace, tmp_path / "operator").start()
+    yield op
+    op.stop()

@@ -26,10 +26,11 @@ import pytest
 import yaml
 
 
-from .conftest import SKIP_ENV, _skip_cluster, wait_for
+from .conftest import wait_for
 from .operator_fixtures import ROOT, OperatorProcess, apply, get, new_namespace, sim_sweep
 
-pytestmark = pytest.mark.cluster
+# The first test may pay for building helm from source (~3 min cold) inside its timeout.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]
 
 CHART = ROOT / "charts" / "kubesweep"
 RELEASE_NS = "kubesweep-system"
@@ -44,21 +45,6 @@ NOT_RBAC = "because it is being terminated"
 
 # --------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module")
-def helm() -> str:
-    try:
-        proc = subprocess.run(["bash", str(ROOT / "hack" / "build-helm.sh")], capture_output=True, text=True,
-                              timeout=1700)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        problem = f"hack/build-helm.sh did not run to the end: {e}"
-    else:
-        path = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-        if proc.returncode == 0 and path and os.access(path, os.X_OK):
-            return path
-        problem = f"hack/build-helm.sh exited {proc.returncode}:\n{proc.stderr[-3000:]}"
-    if _skip_cluster():
-        pytest.skip(f"{SKIP_ENV}=1 and helm could not be built: {problem}")
-    pytest.fail(f"helm is needed to render the chart and could not be built: {problem}", pytrace=False)
 
 
 def helm_template(helm: str, release: str, namespace: str, *sets: str) -> str:

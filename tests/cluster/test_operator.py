@@ -14,14 +14,10 @@ from kubesweep.engine import config as sweep_config
 from kubesweep.engine.replay import parse_events, replay
 
 from .conftest import wait_for
-from .operator_fixtures import OperatorProcess, apply, get, new_namespace, sim_sweep
+from .operator_fixtures import apply, get, sim_sweep
 
 pytestmark = pytest.mark.cluster
 EPOCH = 0.2
-
-
-
-
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +25,6 @@ def root_dir():
     from .operator_fixtures import ROOT
 
     return ROOT
-
-
-@pytest.fixture
-def namespace(kubectl, crds):
-    ns = new_namespace(kubectl)
-    yield ns
-    kubectl("delete", "namespace", ns, "--wait=false", check=False)
-
-
-@pytest.fixture
-def operator(control_plane, namespace, tmp_path):
-    op = OperatorProcess(control_plane.kubeconfig, namespace, tmp_path).start()
-    yield op
-    op.stop()
 
 
 def _runs(kubectl, ns, sweep):

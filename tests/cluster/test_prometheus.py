@@ -22,7 +22,7 @@ import pytest
 
 
 from .conftest import SKIP_ENV, _skip_cluster, wait_for
-from .operator_fixtures import OperatorProcess, apply, free_port, get, new_namespace, sim_sweep
+from .operator_fixtures import apply, free_port, get, sim_sweep
 
 pytestmark = pytest.mark.cluster
 
@@ -41,24 +41,6 @@ def _need(path: Path) -> None:
         pytest.skip(f"{SKIP_ENV}=1 and {path} is missing")
     pytest.fail(f"{path} is missing: the Prometheus tests need Debian's prometheus package; {INSTALL_HINT}",
                 pytrace=False)
-
-
-
-
-
-
-@pytest.fixture
-def namespace(kubectl, crds):
-    ns = new_namespace(kubectl)
-    yield ns
-    kubectl("delete", "namespace", ns, "--wait=false", check=False)
-
-
-@pytest.fixture
-def operator(control_plane, namespace, tmp_path):
-    op = OperatorProcess(control_plane.kubeconfig, namespace, tmp_path / "operator").start()
-    yield op
-    op.stop()
 
 
 class Prometheus:
