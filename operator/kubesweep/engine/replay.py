@@ -40,22 +40,28 @@ def event_from_object(obj: Any, where: str) -> Event:
     if not isinstance(obj, dict) or not isinstance(obj.get("run"), str) or not obj["run"]:
         raise ConfigError([Problem(where, 'must be an object with a "run" name, e.g. {"run": "a", "loss": 0.5}')])
     state = obj.get("state")
-    if isinstance(state, str) and set(obj) == {"run", "state"}:
-        if state not in END_STATES:
-            raise ConfigError([Problem(f"{where}.state", f"{state!r} is not one of finished, failed, crashed")])
-        return Event(obj["run"], end=state)
-    return Event(obj["run"], row={k: v for k, v in obj.items() if k != "run"})
+    row = {k: v for k, v in obj.items() if k not in ("run", "state")}
+    if "state" in obj and (state not in END_STATES):
+        raise ConfigError([Problem(f"{where}.state", f"{state!r} is not one of finished, failed, crashed")])
+    if "state" in obj:
+        # {"run", "state"} ends the run; with other keys it is the run's last row, then its end.
+        return Event(obj["run"], row=row or None, end=state)
+    return Event(obj["run"], row=row)
 
 
 def replay(config: SweepConfig, events: list[Event]) -> dict[str, Any]:
     """The result as plain data (what `kubesweep replay --json` prints)."""
     tracker = SweepTracker(config)
     stopped_after: dict[str, int] = {}
+    ignored: dict[str, int] = {}  # rows of runs that had already ended on their own
     for i, ev in enumerate(events):
         if ev.row is not None:
+            stats = tracker.runs.get(ev.run)
+            if stats is not None and stats.state in (SUCCEEDED, FAILED):
+                ignored[ev.run] = ignored.get(ev.run, 0) + 1
             for d in tracker.row(ev.run, ev.row):
                 stopped_after[d.run] = i
-        else:
+        if ev.end is not None:
             state, reason = END_STATES[ev.end]
             tracker.end(ev.run, state, reason)
     runs = {}
@@ -78,5 +84,6 @@ def replay(config: SweepConfig, events: list[Event]) -> dict[str, Any]:
         "bands": tracker.bands_for_display(),
         "runs": runs,
         "best": None if best is None else {"run": best.name, "value": best.latest},
-        "warnings": tracker.warnings() + ([] if events else ["the events file holds no events"]),
+        "warnings": tracker.warnings() + ([] if events else ["the events file holds no events"])
+        + [f"{n} row(s) of run {run!r} came after its end and were ignored" for run, n in ignored.items()],
     }
