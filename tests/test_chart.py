@@ -189,15 +189,14 @@ def expand(spec: dict[tuple[str, str], str]) -> set[tuple[str, str, str]]:
 
 
 NAMESPACED = expand({
-    ("kubesweep.io", "sweeps"): "get list watch patch",
-    ("kubesweep.io", "sweeps/status"): "get patch update",
-    ("kubesweep.io", "sweepruns"): "get list watch create patch delete",
-    ("kubesweep.io", "sweepruns/status"): "get patch update",
-    ("batch", "jobs"): "get list watch create delete patch",
+    ("kubesweep.io", "sweeps"): "list watch patch",
+    ("kubesweep.io", "sweeps/status"): "patch",
+    ("kubesweep.io", "sweepruns"): "get list create",
+    ("kubesweep.io", "sweepruns/status"): "patch",
+    ("batch", "jobs"): "create patch",
     ("", "pods"): "get list watch delete",
     ("", "pods/log"): "get",
-    ("", "events"): "create patch",
-    ("events.k8s.io", "events"): "create patch",
+    ("", "events"): "create",
 })
 CLUSTER_ALWAYS = expand({
     ("authentication.k8s.io", "tokenreviews"): "create",

@@ -50,21 +50,25 @@ Sweeps (finalizer-free; progress annotations) and their status; the operator own
 Jobs, reads pods and their logs (metrics.source logs), deletes a stopped run's pods, posts events.
 */}}
 {{- define "kubesweep.namespacedRules" -}}
+{{- /* Exactly what the operator calls (tests/cluster/test_chart_rbac.py runs it with these rules):
+kopf watches Sweeps and patches its progress annotations on them; SweepRuns are created (get on a
+409) and their status patched; Jobs are created and suspended; pods are watched, read (push
+authentication) and deleted when stopped; logs are read; Events are created. */}}
 - apiGroups: ["kubesweep.io"]
   resources: ["sweeps"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["kubesweep.io"]
   resources: ["sweeps/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["kubesweep.io"]
   resources: ["sweepruns"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "create"]
 - apiGroups: ["kubesweep.io"]
   resources: ["sweepruns/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+  verbs: ["create", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "delete"]
@@ -73,10 +77,7 @@ Jobs, reads pods and their logs (metrics.source logs), deletes a stopped run's p
   verbs: ["get"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/* Arguments of the operator container: ENTRYPOINT is `kubesweep`. */}}
