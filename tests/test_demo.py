@@ -25,7 +25,7 @@ def test_example_sweep_stops_weak_runs_and_keeps_a_good_one(root, tmp_path):
     assert 1e-3 < summary["best"]["parameters"]["lr"] < 1.0
     assert summary["iterations_saved"] > 100
     assert summary["iterations_trained"] + summary["iterations_saved"] == 360
-    assert "best run:" in out.stdout and "iterations saved by early termination" in out.stdout
+    assert "best run (ranked by each run's last value" in out.stdout and "iterations saved by early termination" in out.stdout
     # Every live decision is reproduced from the replay file.
     result = replay(config.load_file(str(root / SWEEP)).config, parse_events(open(work / "events.jsonl")))
     assert {n for n, r in result["runs"].items() if r["stopped"]} == {s["run"] for s in summary["stops"]}

@@ -48,7 +48,7 @@ def test_run_stops_weak_runs_keeps_the_best_and_replays_identically(tmp_path):
     assert summary["best"]["parameters"]["quality"] == 1.0  # the best run survived
     assert summary["iterations_saved"] > 0
     assert summary["iterations_trained"] + summary["iterations_saved"] == summary["iterations_without_early_termination"]
-    assert "EARLY-STOPPED" in out.stdout and "best run:" in out.stdout
+    assert "EARLY-STOPPED" in out.stdout and "best run (ranked by each run's last value" in out.stdout
     # The replay file reproduces every stop decision.
     events = parse_events(open(work / "events.jsonl"))
     replayed = replay(config.load_file(str(path)).config, events)
@@ -111,3 +111,11 @@ def test_a_failed_run_says_why_and_where_its_log_is(tmp_path):
     (name, why), = summary["failures"].items()
     assert "exit code 2" in why and "missing.py" in why and str(work / name / "output.log") in why
     assert f"failed {name}:" in out.stdout
+
+
+def test_a_sweep_whose_every_run_failed_is_failed_not_succeeded(tmp_path):
+    path = _sweep(tmp_path, program="missing.py", parallelism=2, max_failed_runs=5,
+                  parameters={"quality": {"values": [1.0, 2.0]}})
+    out, summary, _ = _run(path, tmp_path)
+    assert out.returncode == 1
+    assert summary["phase"] == "Failed" and summary["reason"].startswith("AllRunsFailed")

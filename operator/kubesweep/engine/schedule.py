@@ -42,6 +42,8 @@ def next_step(config: SweepConfig, progress: Progress, cap: int | None, parallel
     if progress.exhausted or remaining == 0:
         if progress.active:
             return Step(0, PHASE_RUNNING, f"all {progress.started} runs started; {progress.active} still going; {budget}")
+        if progress.started and progress.failed == progress.started:
+            return Step(0, PHASE_FAILED, f"AllRunsFailed: all {progress.started} runs failed")
         return Step(0, PHASE_SUCCEEDED, f"all {progress.started} runs ended; {budget}")
     free = max((parallelism or config.parallelism) - progress.active, 0)
     start = free if remaining is None else min(free, remaining)

@@ -265,7 +265,7 @@ class SweepController:
             step = next_step(self.config, self.progress(), self.cap)
             if step.phase != self.phase:
                 if step.phase == PHASE_FAILED:
-                    await self.kube.event(self.body, "Warning", "FailureBudgetExceeded", step.reason)
+                    await self.kube.event(self.body, "Warning", step.reason.split(":", 1)[0], step.reason)
                 elif step.phase == PHASE_SUCCEEDED:
                     await self.kube.event(self.body, "Normal", "SweepComplete", self.summary_line())
             self.phase, self.reason = step.phase, step.reason
@@ -513,8 +513,9 @@ class SweepController:
             _condition("Valid", "True", "SpecValid", "the spec is valid"),
             _condition("Complete", "True" if self.phase == PHASE_SUCCEEDED else "False",
                        "AllRunsEnded" if self.phase == PHASE_SUCCEEDED else "RunsRemaining", self.reason),
-            _condition("FailureBudgetExceeded", "True" if self.phase == PHASE_FAILED else "False",
-                       "TooManyFailedRuns" if self.phase == PHASE_FAILED else "WithinBudget", self.reason),
+            _condition("FailureBudgetExceeded", "True" if self.reason.startswith("FailureBudgetExceeded") else "False",
+                       "TooManyFailedRuns" if self.reason.startswith("FailureBudgetExceeded") else "WithinBudget",
+                       self.reason),
             _condition("MetricReported", "True" if metric_seen else "False",
                        "MetricSeen" if metric_seen else "MetricNotSeen",
                        next((w for w in self.tracker.warnings()), f"{self.tracker.metric} reported") if self.tracker.metric else "no metric"),

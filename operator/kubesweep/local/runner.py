@@ -253,9 +253,10 @@ class LocalSweep:
                                         and self.tracker.stats(r.name).state == RUNNING)},
             "failures": {r.name: r.failure for r in self.runs.values() if r.failure},
             "best": None if best is None else {
-                "run": best.name, "value": best.latest, "metric": self.tracker.metric,
-                "parameters": self.runs[best.name].params,
+                "run": best.name, "value": best.latest, "metric": self.tracker.metric, "state": best.state,
+                "iteration": best.iterations, "parameters": self.runs[best.name].params,
             },
+            "lowest": _best_value_run(self.tracker),
             "iterations_trained": usage.iterations_trained,
             "iterations_saved": usage.iterations_saved,
             "iterations_without_early_termination": full,
@@ -269,6 +270,21 @@ class LocalSweep:
             "warnings": self.warnings + self.tracker.warnings(),
             "events_file": str(self.workdir / "events.jsonl"),
         }
+
+
+def _best_value_run(tracker: SweepTracker) -> dict[str, Any] | None:
+    """The run with the best single value at any iteration (not W&B's ranking; shown beside it)."""
+    runs = [r for r in tracker.runs.values() if r.best is not None]
+    if not runs:
+        return None
+    pick = max if tracker.maximize else min
+    r = pick(runs, key=lambda r: r.best)
+    return {"run": r.name, "value": r.best, "latest": r.latest}
+
+
+def _short(params: dict[str, Any]) -> str:
+    """Parameters for a person: floats to 4 significant digits."""
+    return json.dumps({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in params.items()})
 
 
 def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
@@ -295,7 +311,13 @@ def render_summary(s: dict[str, Any]) -> str:
                  + (f", {r['Interrupted']} interrupted" if r["Interrupted"] else ""))
     if s["best"]:
         b = s["best"]
-        lines.append(f"best run: {b['run']}  {b['metric']} = {b['value']:.6g}  parameters {json.dumps(b['parameters'])}")
+        how = "early-stopped at" if b["state"] == "EarlyStopped" else "last value, at"
+        lines.append(f"best run (ranked by each run's last value, as W&B ranks runs): {b['run']}  {b['metric']} = "
+                     f"{b['value']:.6g} ({how} iteration {b['iteration']})  parameters {_short(b['parameters'])}")
+        low = s.get("lowest")
+        if low and low["run"] != b["run"]:
+            lines.append(f"best value any run reached: {low['run']}  {b['metric']} = {low['value']:.6g} "
+                         f"(it ended at {low['latest']:.6g})")
     full = s["iterations_without_early_termination"]
     lines.append(f"iterations trained: {s['iterations_trained']}"
                  + (f" of {full} without early termination" if full else ""))
