@@ -177,8 +177,11 @@ def unwrap_manifest(doc: Any) -> tuple[dict[str, Any], str | None]:
 
 
 def load_file(path: str) -> Loaded:
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(path, f"is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8")]) from None
     try:
         doc = load_yaml(text)
     except yaml.YAMLError as exc:

@@ -103,6 +103,8 @@ def render(p: dict[str, Any]) -> str:
             lines.append(f"  after band {a['band']}: {a['runs']} run{'s' if a['runs'] != 1 else ''} keep training")
     for w in p["warnings"]:
         lines.append(f"warning: {w}")
+    if p["commands"]:
+        lines.append("commands as the cluster runs them (locally, ${interpreter} is the Python running kubesweep):")
     for c in p["commands"]:
         lines.append(f"run {c['index']}: {shlex.join(c['argv'])}")
     return "\n".join(lines)

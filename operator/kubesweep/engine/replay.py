@@ -25,7 +25,11 @@ class Event:
 
 def parse_events(lines: Iterable[str], source: str = "EVENTS") -> list[Event]:
     events = []
-    for n, line in enumerate(lines, start=1):
+    try:
+        numbered = list(enumerate(lines, start=1))
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(source, f"is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8")]) from None
+    for n, line in numbered:
         if not line.strip():
             continue
         try:
