@@ -84,7 +84,10 @@ def test_posts_rows_with_bearer_token(server):
     assert req["path"] == "/v1/report"
     assert req["headers"]["Authorization"] == "Bearer token-one"
     assert req["headers"]["Content-Type"] == "application/json"
-    assert server.body(0) == {"rows": [{"epoch": 3, "val_loss": 0.41, "val_acc": 0.9, "note": "ok"}]}
+    body = server.body(0)
+    assert body["rows"] == [{"epoch": 3, "val_loss": 0.41, "val_acc": 0.9, "note": "ok"}]
+    kubesweep.log({"epoch": 4, "val_loss": 0.4})
+    assert server.body(1)["seq"] == body["seq"] + 1, "each row carries the next sequence number"
 
 
 def test_non_finite_values_are_sent_as_strings(server):

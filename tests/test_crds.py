@@ -380,7 +380,7 @@ def test_status_shapes(sweep_crd: dict[str, Any], run_crd: dict[str, Any]) -> No
     assert rs["state"]["enum"] == ["Pending", "Running", "Succeeded", "EarlyStopped", "Failed"]
     assert rs["bandValues"]["maxItems"] == 64
     assert set(rs) == {"state", "reason", "message", "iteration", "latest", "best", "bandValues", "rowsSeen",
-                       "decision", "pod", "startTime", "completionTime", "gpus", "gpuSeconds", "secondsPerIteration"}
+                       "decision", "pod", "pushSeq", "startTime", "completionTime", "gpus", "gpuSeconds", "secondsPerIteration"}
     assert set(rs["decision"]["properties"]) == {"band", "value", "threshold", "runsAtBand", "iteration", "time"}
     run_spec = schema_of(run_crd)["properties"]["spec"]
     assert set(run_spec["properties"]) == {"sweep", "index", "parameters", "args"}

@@ -41,12 +41,17 @@ class PushAuthError(PushError):
     """The push endpoint refused the token (401) or the run (403). Retrying does not help."""
 
 
+_sent = 0  # rows pushed by this process: the sequence number of the next row, minus one
+
+
 def log(row: Mapping[str, Any]) -> None:
     """Report one history row: a mapping of metric names to values, e.g. {"epoch": 3, "loss": 0.4}.
 
     Non-finite floats are sent as "NaN", "Infinity", "-Infinity" (they are not iterations).
     Raises PushError when pushing fails for good: an answer 4xx (PushAuthError for 401/403), or no
-    success after ATTEMPTS tries. A retry after a timeout may deliver a row twice."""
+    success after ATTEMPTS tries. Each pushed row carries this process's sequence number, so a
+    retry that reaches the operator twice is counted once."""
+    global _sent
     if not isinstance(row, Mapping):
         raise TypeError(f"kubesweep.log() takes a dict of metric names to values, not {type(row).__name__}")
     clean = _json_safe(dict(row), "row")
@@ -55,7 +60,9 @@ def log(row: Mapping[str, Any]) -> None:
         sys.stdout.write(json.dumps(clean, allow_nan=False) + "\n")
         sys.stdout.flush()
         return
-    _post(url.rstrip("/") + REPORT_PATH, json.dumps({"rows": [clean]}, allow_nan=False).encode("utf-8"))
+    _sent += 1
+    body = {"rows": [clean], "seq": _sent}
+    _post(url.rstrip("/") + REPORT_PATH, json.dumps(body, allow_nan=False).encode("utf-8"))
 
 
 def _json_safe(value: Any, where: str) -> Any:

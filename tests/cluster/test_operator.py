@@ -233,13 +233,22 @@ def test_push_endpoint_trusts_only_the_pod_bound_token(kubectl, sim, namespace, 
     runs = _runs(kubectl, namespace, "push")
     assert runs[a]["status"]["iteration"] == 2, "rows are durable before the request is answered"
     assert runs[b]["status"].get("iteration", 0) == 0
+    # A retried request (same sequence numbers) is counted once; new rows after it count.
+    status, body = post(tok_a, {"rows": [{"val_loss": 0.8}], "seq": 1})
+    assert (status, body["accepted"]) == (200, 1)
+    status, body = post(tok_a, {"rows": [{"val_loss": 0.8}, {"val_loss": 0.7}], "seq": 1})
+    assert (status, body["accepted"], body["duplicates"]) == (200, 1, 1)
+    status, body = post(tok_a, {"rows": [{"val_loss": 0.7}], "seq": 2})
+    assert (status, body["accepted"], body["duplicates"]) == (200, 0, 1)
+    run_a = _runs(kubectl, namespace, "push")[a]["status"]
+    assert (run_a["iteration"], run_a["pushSeq"]) == (4, 2)
     assert post(None, {"rows": []})[0] == 401
     assert post("not-a-token", {"rows": []})[0] == 401
     assert post(bound(a, audience="some-other-service"), {"rows": []})[0] == 401
     assert post(token("--audience", "kubesweep"), {"rows": []})[0] == 403  # not bound to a pod
     assert post(tok_a, {"rows": "nope"})[0] == 400
     assert operator.metric("kubesweep_push_rejected_total", reason="not_a_pod") == 1
-    assert operator.metric("kubesweep_metric_rows_total", sweep="push", source="push") == 2
+    assert operator.metric("kubesweep_metric_rows_total", sweep="push", source="push") == 4
 
 
 def test_the_example_manifest_applies_unchanged(kubectl, sim, namespace, operator, root_dir):

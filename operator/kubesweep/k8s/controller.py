@@ -61,6 +61,7 @@ class RunRecord:
     urgent: bool = True  # a state change: written on the next flush; mere progress waits PROGRESS_SECONDS
     written_at: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one status write at a time, newest last
+    push_seq: int = 0  # sequence number of the last pushed row accepted (metrics.source push)
 
     def seconds(self, now: float) -> float:
         if self.started_at is None:
@@ -151,6 +152,7 @@ class SweepController:
             rec.started_at = parse_time(status.get("startTime"))
             rec.ended_at = parse_time(status.get("completionTime"))
             rec.pace = status.get("secondsPerIteration")
+            rec.push_seq = int(status.get("pushSeq") or 0)
             stats.stop = self._stored_decision(rec.name, status)
             self.tracker.restore(rec.name, stats, bands)
             rec.dirty = False
@@ -465,6 +467,7 @@ class SweepController:
             "gpus": int(rec.gpus) if float(rec.gpus).is_integer() else rec.gpus,
             "gpuSeconds": round(usage.gpu_seconds_used, 3),
             "secondsPerIteration": _round(stats.seconds_per_iteration() or rec.pace),
+            "pushSeq": rec.push_seq or None,
         }
         status = run_status(stats, self.tracker.bands_reached(), self.tracker.band_values(rec.name), stats.rows, extra)
         if stats.state == RUNNING and rec.started_at is None:

@@ -61,12 +61,23 @@ def make_app(kube: Kube, find_controller: Callable[[str, str], Any]) -> web.Appl
             rows = [body["row"]]
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows) or len(rows) > MAX_ROWS:
             return _reject(400, "bad_body", f'body must be {{"rows": [...]}} with at most {MAX_ROWS} objects')
+        seq = body.get("seq")
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 1):
+            return _reject(400, "bad_body", '"seq" must be the 1-based sequence number of the first row')
         state = controller.tracker.stats(run).state
         if state not in ("Running", "Pending"):
             return web.json_response({"accepted": 0, "run": run, "state": state}, status=409)
-        decisions = controller.on_rows(run, rows, received, source="push")
-        await controller.flush_run(controller.runs[run])  # durable before we say yes
-        return web.json_response({"accepted": len(rows), "run": run, "stopped": any(d.run == run for d in decisions)})
+        rec = controller.runs[run]
+        duplicates = 0
+        if seq is not None:
+            # Rows numbered up to the last one accepted already arrived (a retried request): skip them.
+            duplicates = min(max(rec.push_seq - seq + 1, 0), len(rows))
+            rows = rows[duplicates:]
+            rec.push_seq = max(rec.push_seq, seq + duplicates + len(rows) - 1)
+        decisions = controller.on_rows(run, rows, received, source="push") if rows else []
+        await controller.flush_run(rec)  # durable before we say yes
+        return web.json_response({"accepted": len(rows), "duplicates": duplicates, "run": run,
+                                  "stopped": any(d.run == run for d in decisions)})
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok")
