@@ -30,7 +30,6 @@ import heapq
 import json
 import math
 import os
-import platform
 import random
 import resource
 import statistics
@@ -51,6 +50,7 @@ except ImportError:  # run with a python that lacks the editable install
 from kubesweep.engine.bands import HyperbandRule  # noqa: E402
 from kubesweep.engine.hyperband import Hyperband  # noqa: E402
 from kubesweep.engine.reference import runs_to_stop  # noqa: E402
+from machine import machine  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 ITERATIONS = 50
 EARLY_END_FRACTION = 0.03
@@ -346,17 +346,6 @@ def timer_overhead_ns() -> float:
     return statistics.median(samples)
 
 
-def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-            "implementation": platform.python_implementation(), "platform": platform.platform()}
 
 
 # -- main --------------------------------------------------------------------------------------------

@@ -54,8 +54,6 @@ import datetime as _dt
 import heapq
 import json
 import math
-import os
-import platform
 import random
 import statistics
 import subprocess
@@ -79,6 +77,7 @@ from kubesweep.engine.config import load, load_yaml  # noqa: E402
 from kubesweep.engine.replay import parse_events, replay  # noqa: E402
 from kubesweep.engine.savings import Usage, run_usage  # noqa: E402
 from kubesweep.engine.tracker import EARLY_STOPPED, SUCCEEDED, SweepTracker  # noqa: E402
+from machine import machine  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 EXAMPLE = ROOT / "examples" / "digits" / "sweep.yaml"
 METRIC = "val_loss"
@@ -609,17 +608,6 @@ def markdown_example(ex: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(), "platform": platform.platform(),
-            "load_average": os.getloadavg()}
 
 
 def dumps(obj: Any, indent: int = 0) -> str:

@@ -159,10 +159,9 @@ class ChartInstall:
 
 
 @pytest.fixture
-def sweep_ns(kubectl, crds):
-    ns = new_namespace(kubectl)
-    yield ns
-    kubectl("delete", "namespace", ns, "--wait=false", check=False)
+def sweep_ns(namespace):
+    """The namespace the sweeps run in (conftest's fresh namespace)."""
+    return namespace
 
 
 @pytest.fixture

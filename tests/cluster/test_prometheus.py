@@ -22,7 +22,7 @@ import pytest
 
 
 from .conftest import SKIP_ENV, _skip_cluster, wait_for
-from .operator_fixtures import apply, free_port, get, sim_sweep
+from .operator_fixtures import stop_process, apply, free_port, get, sim_sweep
 
 pytestmark = pytest.mark.cluster
 
@@ -80,13 +80,7 @@ class Prometheus:
         raise AssertionError(f"prometheus did not become ready:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def log_tail(self, n: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:]) if self.log_path.exists() else ""
