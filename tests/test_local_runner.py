@@ -97,6 +97,7 @@ def test_ctrl_c_stops_every_run_and_reports_them_interrupted_not_failed(tmp_path
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, "an interruption is not a failure: exit 130, as after SIGINT"
     summary = json.loads((work / "summary.json").read_text())
     assert summary["phase"] == "Interrupted"
     assert summary["runs"]["Interrupted"] == 3 and summary["runs"]["Failed"] == 0

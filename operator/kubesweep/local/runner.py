@@ -84,7 +84,10 @@ class LocalSweep:
     # -- output -----------------------------------------------------------------------------------
     def say(self, text: str) -> None:
         if not self.quiet:
-            print(f"[{time.monotonic() - self.began:6.1f}s] {text}", flush=True)
+            try:
+                print(f"[{time.monotonic() - self.began:6.1f}s] {text}", flush=True)
+            except BrokenPipeError:
+                self.quiet = True  # e.g. `kubesweep run ... | head`: the sweep goes on, silently
 
     def record(self, obj: dict[str, Any]) -> None:
         assert self.events is not None
@@ -311,7 +314,7 @@ def render_summary(s: dict[str, Any]) -> str:
                  + (f", {r['Interrupted']} interrupted" if r["Interrupted"] else ""))
     if s["best"]:
         b = s["best"]
-        how = "early-stopped at" if b["state"] == "EarlyStopped" else "last value, at"
+        how = {"EarlyStopped": "early-stopped at", "Failed": "FAILED at"}.get(b["state"], "last value, at")
         lines.append(f"best run (ranked by each run's last value, as W&B ranks runs): {b['run']}  {b['metric']} = "
                      f"{b['value']:.6g} ({how} iteration {b['iteration']})  parameters {_short(b['parameters'])}")
         low = s.get("lowest")
@@ -346,6 +349,9 @@ def run_sweep(loaded: Loaded, args: argparse.Namespace) -> int:
     phase = asyncio.run(go())
     summary = sweep.summary(phase)
     (sweep.workdir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(render_summary(summary))
-    print(f"re-check every decision: kubesweep replay {args.sweep} {summary['events_file']}")
-    return 0 if phase == "Succeeded" else 1
+    try:
+        print(render_summary(summary))
+        print(f"re-check every decision: kubesweep replay {args.sweep} {summary['events_file']}")
+    except BrokenPipeError:
+        pass  # the summary is in summary.json; the exit code still tells how the sweep ended
+    return {"Succeeded": 0, "Interrupted": 130}.get(phase, 1)
